@@ -1,0 +1,142 @@
+"""One typed settings object, read from PIXSEEK_* environment variables and an optional TOML file.
+
+Precedence, highest first: environment variables, the TOML file, built-in defaults. The TOML file
+is `$PIXSEEK_CONFIG` when set, else `pixseek.toml` inside the data directory when it exists. Keys in
+the file are the field names below (e.g. `clip_model = "ViT-B-32"`), optionally under `[pixseek]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pixseek.errors import UserError
+
+ENV_PREFIX = "PIXSEEK_"
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "pixseek"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the embedded Qdrant store, caches and generated images live.
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # Set to use a Qdrant server or cluster instead of the embedded store.
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    # OpenCLIP model: a built-in name + pretrained tag, `hf-hub:org/repo`, or `local-dir:/path`.
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    # Optional second image vector: a Hugging Face DINOv2 id or a local directory; empty = off.
+    dino_model: str | None = None
+    # "auto" picks CUDA when present; "cpu" / "cuda" / "cuda:1" force a device.
+    device: str = "auto"
+    batch_size: int = 32
+    # Prompt templates for text queries ("{}" is replaced by the query); empty list = no ensembling.
+    prompt_templates: tuple[str, ...] = (
+        "a photo of {}.",
+        "a photo of a {}.",
+        "an image of {}.",
+        "a picture of {}.",
+    )
+    # Celery broker / result backend; unset = generative jobs run in-process.
+    broker_url: str | None = None
+    result_backend: str | None = None
+    # diffusers text-to-image pipeline: Hub id or local directory.
+    t2i_model: str = "stabilityai/sd-turbo"
+    # Required on every HTTP route but /health when set.
+    api_key: str | None = None
+    # Pixels above which an image is refused as a possible decompression bomb.
+    max_image_pixels: int = 178_956_970
+    # Ingest: decoding threads feeding the model.
+    decode_workers: int = 2
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "collections"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def as_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("api_key") and value:
+                value = "***"
+            shown[f.name] = str(value) if isinstance(value, Path) else value
+        return shown
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    """Convert a raw env/TOML value to the type of the field's default."""
+    if raw is None:
+        return None
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, Path) or name == "data_dir":
+            return Path(os.path.expanduser(str(raw)))
+        if isinstance(default, tuple):
+            if isinstance(raw, list | tuple):
+                return tuple(str(item) for item in raw)
+            return tuple(part for part in str(raw).split("|") if part)
+    except ValueError:
+        raise UserError(
+            f"setting {name} has an invalid value {raw!r}; expected {type(default).__name__}"
+        ) from None
+    value = str(raw)
+    return value or None if default is None else value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist; fix PIXSEEK_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    return data.get("pixseek", data)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    defaults = Settings()
+    known = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
+
+    data_dir = Path(os.path.expanduser(env.get(ENV_PREFIX + "DATA_DIR", str(defaults.data_dir))))
+    config_path = env.get(ENV_PREFIX + "CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_path:
+        file_values = _read_toml(Path(config_path))
+    elif (data_dir / "pixseek.toml").is_file():
+        file_values = _read_toml(data_dir / "pixseek.toml")
+    unknown = sorted(set(file_values) - set(known))
+    if unknown:
+        raise UserError(f"unknown setting(s) in config file: {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    for name, default in known.items():
+        env_key = ENV_PREFIX + name.upper()
+        if env_key in env:
+            values[name] = _coerce(name, env[env_key], default)
+        elif name in file_values:
+            values[name] = _coerce(name, file_values[name], default)
+    settings = dataclasses.replace(defaults, **values)
+    if settings.batch_size < 1:
+        raise UserError("batch_size must be at least 1")
+    return settings

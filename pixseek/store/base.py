@@ -1,0 +1,180 @@
+"""Typed records and the one interface every vector store backend implements.
+
+Filters are expressed with qdrant-client's `models.Filter` (the server's own schema, so raw
+Qdrant filter JSON validates into it); the embedded backend translates them to Qdrant Edge.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from qdrant_client import models
+
+from pixseek.errors import UserError
+
+CLIP_VECTOR = "clip"
+DINO_VECTOR = "dino"
+
+# Payload fields that get an index before any upload, so filtered search stays fast.
+PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer", "float", "datetime", "text"]] = {
+    "labels": "keyword",
+    "source": "keyword",
+    "root": "keyword",
+    "format": "keyword",
+    "width": "integer",
+    "height": "integer",
+    "bytes": "integer",
+    "taken": "datetime",
+    "camera": "keyword",
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+Vector = np.ndarray | Sequence[float]
+
+
+def check_collection_name(name: str) -> str:
+    if not _NAME.match(name) or ".." in name:
+        raise UserError(
+            f"invalid collection name {name!r}; use 1-63 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class PointRecord:
+    id: str
+    vectors: dict[str, Vector]
+    payload: dict[str, Any]
+
+
+@dataclass
+class StoredPoint:
+    id: str
+    payload: dict[str, Any]
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass
+class CollectionInfo:
+    name: str
+    points: int
+    vectors: dict[str, int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Nearest:
+    """Plain nearest-neighbour search with one query vector."""
+
+    vector: Vector
+    using: str = CLIP_VECTOR
+
+
+@dataclass
+class Recommend:
+    """Several positive and negative example vectors, scored by Qdrant's recommend API.
+
+    The sum-of-scores strategy ranks by sum(cos(pos, x)) - sum(cos(neg, x)), which is what
+    averaging example embeddings does, and it is the strategy both backends implement.
+    """
+
+    positives: list[Vector]
+    negatives: list[Vector] = field(default_factory=list)
+    using: str = CLIP_VECTOR
+
+
+@dataclass
+class RankFusion:
+    """Reciprocal-rank fusion of several searches, run by Qdrant as one query with prefetches."""
+
+    searches: list[Nearest]
+    weights: list[float] | None = None
+    k: int = 60
+    candidates: int = 100
+
+
+QueryPlan = Nearest | Recommend | RankFusion
+
+
+@dataclass
+class SearchRequest:
+    plan: QueryPlan
+    limit: int = 10
+    offset: int = 0
+    filter: models.Filter | None = None
+    threshold: float | None = None
+
+
+class VectorStore(Protocol):
+    """The operations pixseek needs from Qdrant; implemented by EdgeStore and ServerStore."""
+
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+    def get_collection(self, name: str) -> CollectionInfo | None: ...
+
+    def create_collection(
+        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+    ) -> CollectionInfo: ...
+
+    def drop_collection(self, name: str) -> bool: ...
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
+
+    def set_payload(self, name: str, point_id: str, payload: dict[str, Any]) -> None: ...
+
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]: ...
+
+    def scroll(
+        self,
+        name: str,
+        fields: Sequence[str] | None = None,
+        filter: models.Filter | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[StoredPoint]: ...
+
+    def count(self, name: str, filter: models.Filter | None = None) -> int: ...
+
+    def search(self, name: str, request: SearchRequest) -> list[Hit]: ...
+
+    def close(self) -> None: ...
+
+
+def as_list(vector: Vector) -> list[float]:
+    if isinstance(vector, np.ndarray):
+        return vector.astype(np.float32, copy=False).tolist()
+    return [float(x) for x in vector]
+
+
+def is_point_id(value: str) -> bool:
+    """pixseek point ids are UUIDs; anything else cannot name a point."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def stored_point(record: Any, with_vectors: bool) -> StoredPoint:
+    """Convert a Qdrant record (Edge or client: both expose id, payload, vector)."""
+    vectors: dict[str, list[float]] = {}
+    if with_vectors and isinstance(record.vector, dict):
+        vectors = {k: list(v) for k, v in record.vector.items()}
+    return StoredPoint(id=str(record.id), payload=record.payload or {}, vectors=vectors)

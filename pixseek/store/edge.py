@@ -1,0 +1,265 @@
+"""The embedded default: Qdrant Edge shards on local disk, one shard directory per collection.
+
+Layout: `<data_dir>/collections/<name>/shard/` (Qdrant Edge segments + WAL) and
+`<data_dir>/collections/<name>/pixseek.json` (vector sizes and model metadata). A collection
+exists once its pixseek.json is written, so a crash during creation leaves nothing half-made.
+A shard can be open in one process at a time; a second process gets a clear error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+from qdrant_client import models
+
+from pixseek.errors import CollectionNotFound, StoreBusy, UserError
+from pixseek.store.base import (
+    PAYLOAD_INDEXES,
+    CollectionInfo,
+    Hit,
+    Nearest,
+    PointRecord,
+    RankFusion,
+    Recommend,
+    SearchRequest,
+    StoredPoint,
+    as_list,
+    check_collection_name,
+    is_point_id,
+    stored_point,
+)
+from pixseek.store.edge_filters import to_edge_filter
+
+META_FILE = "pixseek.json"
+_INDEX_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "datetime": qe.PayloadSchemaType.Datetime,
+    "text": qe.PayloadSchemaType.Text,
+}
+
+
+class EdgeStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._lock = threading.RLock()
+        atexit.register(self.close)
+
+    # -- collections -------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self.root / check_collection_name(name)
+
+    def _read_meta(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._dir(name) / META_FILE).read_text())
+        except FileNotFoundError:
+            return None
+
+    def list_collections(self) -> list[CollectionInfo]:
+        if not self.root.is_dir():
+            return []
+        infos = []
+        for entry in sorted(self.root.iterdir()):
+            if (entry / META_FILE).is_file():
+                info = self.get_collection(entry.name)
+                if info is not None:
+                    infos.append(info)
+        return infos
+
+    def get_collection(self, name: str) -> CollectionInfo | None:
+        meta = self._read_meta(name)
+        if meta is None:
+            return None
+        points = self._shard(name).info().points_count
+        return CollectionInfo(
+            name=name,
+            points=points,
+            vectors={k: int(v) for k, v in meta["vectors"].items()},
+            metadata=meta.get("metadata", {}),
+        )
+
+    def create_collection(
+        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+    ) -> CollectionInfo:
+        directory = self._dir(name)
+        if (directory / META_FILE).is_file():
+            raise UserError(f"collection {name!r} already exists")
+        shutil.rmtree(directory, ignore_errors=True)  # leftovers of an interrupted create
+        config = qe.EdgeConfig(
+            vectors={
+                vec: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
+                for vec, size in vectors.items()
+            }
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        shard = qe.EdgeShard.create(str(directory / "shard"), config)
+        for field_name, kind in PAYLOAD_INDEXES.items():
+            shard.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+        shard.flush()
+        with self._lock:
+            self._shards[name] = shard
+        tmp = directory / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps({"vectors": vectors, "metadata": metadata}, indent=2))
+        os.replace(tmp, directory / META_FILE)
+        return CollectionInfo(name=name, points=0, vectors=dict(vectors), metadata=metadata)
+
+    def drop_collection(self, name: str) -> bool:
+        directory = self._dir(name)
+        if not (directory / META_FILE).is_file():
+            return False
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+        # Remove the marker first: a crash mid-delete then leaves no half-visible collection.
+        (directory / META_FILE).unlink()
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is not None:
+                return shard
+            directory = self._dir(name)
+            if not (directory / META_FILE).is_file():
+                raise CollectionNotFound(name)
+            try:
+                shard = qe.EdgeShard.load(str(directory / "shard"))
+            except Exception as exc:
+                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                    raise StoreBusy(
+                        f"collection {name!r} in {self.root} is open in another pixseek process; "
+                        "wait for it to finish, or use a Qdrant server (PIXSEEK_QDRANT_URL) "
+                        "for concurrent access"
+                    ) from None
+                raise UserError(f"cannot open collection {name!r} at {directory}: {exc}") from None
+            self._shards[name] = shard
+            return shard
+
+    # -- points ------------------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        if not points:
+            return
+        edge_points = [
+            qe.Point(
+                id=point.id,
+                vector={vec: as_list(values) for vec, values in point.vectors.items()},
+                payload=point.payload,
+            )
+            for point in points
+        ]
+        self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def set_payload(self, name: str, point_id: str, payload: dict[str, Any]) -> None:
+        self._shard(name).update(qe.UpdateOperation.set_payload([point_id], payload))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]:
+        valid = [i for i in ids if is_point_id(i)]
+        if not valid:
+            return []
+        records = self._shard(name).retrieve(valid, with_payload=True, with_vector=with_vectors)
+        return [stored_point(record, with_vectors) for record in records]
+
+    def scroll(
+        self,
+        name: str,
+        fields: Sequence[str] | None = None,
+        filter: models.Filter | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[StoredPoint]:
+        shard = self._shard(name)
+        with_payload: Any = qe.PayloadSelector.Include(list(fields)) if fields is not None else True
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=page_size,
+                    filter=to_edge_filter(filter),
+                    with_payload=with_payload,
+                    with_vector=False,
+                )
+            )
+            for record in records:
+                yield stored_point(record, False)
+            if offset is None:
+                return
+
+    def count(self, name: str, filter: models.Filter | None = None) -> int:
+        return self._shard(name).count(qe.CountRequest(filter=to_edge_filter(filter), exact=True))
+
+    def search(self, name: str, request: SearchRequest) -> list[Hit]:
+        shard = self._shard(name)
+        edge_filter = to_edge_filter(request.filter)
+        plan = request.plan
+        if isinstance(plan, RankFusion):
+            prefetches = [
+                qe.Prefetch(
+                    limit=max(plan.candidates, request.limit + request.offset),
+                    query=qe.Query.Nearest(as_list(s.vector), using=s.using),
+                    filter=edge_filter,
+                    score_threshold=request.threshold,
+                )
+                for s in plan.searches
+            ]
+            query_request = qe.QueryRequest(
+                limit=request.limit,
+                offset=request.offset,
+                prefetches=prefetches,
+                query=qe.Fusion.Rrf(k=plan.k, weights=plan.weights),
+                with_payload=True,
+            )
+        else:
+            query_request = qe.QueryRequest(
+                limit=request.limit,
+                offset=request.offset,
+                query=_edge_query(plan),
+                filter=edge_filter,
+                score_threshold=request.threshold,
+                with_payload=True,
+            )
+        return [
+            Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
+            for p in shard.query(query_request)
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                try:
+                    shard.flush()
+                    shard.close()
+                except Exception:  # closing at exit must never raise
+                    pass
+            self._shards.clear()
+
+
+def _edge_query(plan: Nearest | Recommend) -> Any:
+    if isinstance(plan, Nearest):
+        return qe.Query.Nearest(as_list(plan.vector), using=plan.using)
+    return qe.Query.RecommendSumScores(
+        qe.RecommendQuery(
+            positives=[as_list(v) for v in plan.positives],
+            negatives=[as_list(v) for v in plan.negatives],
+        ),
+        using=plan.using,
+    )

@@ -1,0 +1,215 @@
+"""A Qdrant server or cluster through qdrant-client.
+
+`PIXSEEK_QDRANT_URL=http://host:6333` talks to a server. `local:/path` uses qdrant-client's
+local mode (pure Python, the server's API): the test suite drives this backend through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from pixseek.errors import CollectionNotFound, UserError
+from pixseek.store.base import (
+    PAYLOAD_INDEXES,
+    CollectionInfo,
+    Hit,
+    Nearest,
+    PointRecord,
+    RankFusion,
+    SearchRequest,
+    StoredPoint,
+    as_list,
+    check_collection_name,
+    is_point_id,
+    stored_point,
+)
+
+LOCAL_PREFIX = "local:"
+_INDEX_TYPES = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+    "datetime": models.PayloadSchemaType.DATETIME,
+    "text": models.PayloadSchemaType.TEXT,
+}
+
+
+class ServerStore:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        self.url = url
+        if url.startswith(LOCAL_PREFIX):
+            self.client = QdrantClient(path=url[len(LOCAL_PREFIX) :])
+        else:
+            self.client = QdrantClient(url=url, api_key=api_key, timeout=60)
+
+    def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ResponseHandlingException, ConnectionError) as exc:
+            raise UserError(
+                f"cannot reach Qdrant at {self.url}: {exc}; check PIXSEEK_QDRANT_URL"
+            ) from None
+        except UnexpectedResponse as exc:
+            raise UserError(f"Qdrant at {self.url} refused the request: {exc}") from None
+
+    def _require(self, name: str) -> None:
+        check_collection_name(name)
+        if not self._call(self.client.collection_exists, name):
+            raise CollectionNotFound(name)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        names = sorted(c.name for c in self._call(self.client.get_collections).collections)
+        infos = [self.get_collection(name) for name in names]
+        return [info for info in infos if info is not None]
+
+    def get_collection(self, name: str) -> CollectionInfo | None:
+        check_collection_name(name)
+        if not self._call(self.client.collection_exists, name):
+            return None
+        info = self._call(self.client.get_collection, name)
+        params = info.config.params.vectors or {}
+        vectors = {k: v.size for k, v in params.items()} if isinstance(params, dict) else {}
+        points = self.client.count(name, exact=True).count
+        return CollectionInfo(
+            name=name, points=points, vectors=vectors, metadata=info.config.metadata or {}
+        )
+
+    def create_collection(
+        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+    ) -> CollectionInfo:
+        check_collection_name(name)
+        if self._call(self.client.collection_exists, name):
+            raise UserError(f"collection {name!r} already exists")
+        self._call(
+            self.client.create_collection,
+            name,
+            vectors_config={
+                vec: models.VectorParams(size=size, distance=models.Distance.COSINE)
+                for vec, size in vectors.items()
+            },
+            metadata=metadata,
+        )
+        if not self.url.startswith(LOCAL_PREFIX):  # local mode has no payload indexes
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
+        return CollectionInfo(name=name, points=0, vectors=dict(vectors), metadata=metadata)
+
+    def drop_collection(self, name: str) -> bool:
+        check_collection_name(name)
+        if not self._call(self.client.collection_exists, name):
+            return False
+        self._call(self.client.delete_collection, name)
+        return True
+
+    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        if not points:
+            return
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector={vec: as_list(v) for vec, v in p.vectors.items()},
+                payload=p.payload,
+            )
+            for p in points
+        ]
+        self._call(self.client.upsert, name, points=structs, wait=True)
+
+    def set_payload(self, name: str, point_id: str, payload: dict[str, Any]) -> None:
+        self._call(self.client.set_payload, name, payload=payload, points=[point_id], wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._call(
+                self.client.delete,
+                name,
+                points_selector=models.PointIdsList(points=list(ids)),
+                wait=True,
+            )
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]:
+        self._require(name)
+        valid = [i for i in ids if is_point_id(i)]
+        if not valid:
+            return []
+        records = self._call(
+            self.client.retrieve, name, ids=valid, with_payload=True, with_vectors=with_vectors
+        )
+        return [stored_point(r, with_vectors) for r in records]
+
+    def scroll(
+        self,
+        name: str,
+        fields: Sequence[str] | None = None,
+        filter: models.Filter | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[StoredPoint]:
+        self._require(name)
+        with_payload: Any = list(fields) if fields is not None else True
+        offset = None
+        while True:
+            records, offset = self._call(
+                self.client.scroll,
+                name,
+                scroll_filter=filter,
+                limit=page_size,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=False,
+            )
+            for record in records:
+                yield stored_point(record, False)
+            if offset is None:
+                return
+
+    def count(self, name: str, filter: models.Filter | None = None) -> int:
+        self._require(name)
+        return self._call(self.client.count, name, count_filter=filter, exact=True).count
+
+    def search(self, name: str, request: SearchRequest) -> list[Hit]:
+        self._require(name)
+        plan = request.plan
+        kwargs: dict[str, Any] = {
+            "limit": request.limit,
+            "offset": request.offset,
+            "with_payload": True,
+        }
+        if isinstance(plan, RankFusion):
+            kwargs["prefetch"] = [
+                models.Prefetch(
+                    query=as_list(s.vector),
+                    using=s.using,
+                    filter=request.filter,
+                    limit=max(plan.candidates, request.limit + request.offset),
+                    score_threshold=request.threshold,
+                )
+                for s in plan.searches
+            ]
+            kwargs["query"] = models.RrfQuery(rrf=models.Rrf(k=plan.k, weights=plan.weights))
+        else:
+            kwargs["query_filter"] = request.filter
+            kwargs["score_threshold"] = request.threshold
+            kwargs["using"] = plan.using
+            if isinstance(plan, Nearest):
+                kwargs["query"] = as_list(plan.vector)
+            else:
+                kwargs["query"] = models.RecommendQuery(
+                    recommend=models.RecommendInput(
+                        positive=[as_list(v) for v in plan.positives],
+                        negative=[as_list(v) for v in plan.negatives],
+                        strategy=models.RecommendStrategy.SUM_SCORES,
+                    )
+                )
+        response = self._call(self.client.query_points, name, **kwargs)
+        return [
+            Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
+            for p in response.points
+        ]
+
+    def close(self) -> None:
+        self.client.close()
