@@ -57,7 +57,7 @@ def _build(model_id: str, device: torch.device) -> DinoEmbedder:
     source = str(local) if local.is_dir() else model_id
     try:
         processor = AutoImageProcessor.from_pretrained(source)
-        model = AutoModel.from_pretrained(source, torch_dtype=pick_dtype(device)).to(device)
+        model = AutoModel.from_pretrained(source, dtype=pick_dtype(device)).to(device)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(

@@ -3,7 +3,8 @@
 Layout: `<data_dir>/collections/<name>/shard/` (Qdrant Edge segments + WAL) and
 `<data_dir>/collections/<name>/pixseek.json` (vector sizes and model metadata). A collection
 exists once its pixseek.json is written, so a crash during creation leaves nothing half-made.
-A shard can be open in one process at a time; a second process gets a clear error.
+A shard can be open in one process at a time (a second process gets a clear error); within a
+process every EdgeStore shares the open shards, which are closed at exit.
 """
 
 from __future__ import annotations
@@ -47,13 +48,25 @@ _INDEX_TYPES = {
     "text": qe.PayloadSchemaType.Text,
 }
 
+_open_shards: dict[Path, qe.EdgeShard] = {}
+_open_lock = threading.RLock()
+
+
+@atexit.register
+def _close_all() -> None:
+    with _open_lock:
+        for shard in _open_shards.values():
+            try:
+                shard.flush()
+                shard.close()
+            except Exception:  # closing at exit must never raise
+                pass
+        _open_shards.clear()
+
 
 class EdgeStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._shards: dict[str, qe.EdgeShard] = {}
-        self._lock = threading.RLock()
-        atexit.register(self.close)
 
     # -- collections -------------------------------------------------------------------------
 
@@ -107,8 +120,8 @@ class EdgeStore:
         for field_name, kind in PAYLOAD_INDEXES.items():
             shard.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
         shard.flush()
-        with self._lock:
-            self._shards[name] = shard
+        with _open_lock:
+            _open_shards[directory / "shard"] = shard
         tmp = directory / (META_FILE + ".tmp")
         tmp.write_text(json.dumps({"vectors": vectors, "metadata": metadata}, indent=2))
         os.replace(tmp, directory / META_FILE)
@@ -118,8 +131,8 @@ class EdgeStore:
         directory = self._dir(name)
         if not (directory / META_FILE).is_file():
             return False
-        with self._lock:
-            shard = self._shards.pop(name, None)
+        with _open_lock:
+            shard = _open_shards.pop(directory / "shard", None)
             if shard is not None:
                 shard.close()
         # Remove the marker first: a crash mid-delete then leaves no half-visible collection.
@@ -128,11 +141,11 @@ class EdgeStore:
         return True
 
     def _shard(self, name: str) -> qe.EdgeShard:
-        with self._lock:
-            shard = self._shards.get(name)
+        directory = self._dir(name)
+        with _open_lock:
+            shard = _open_shards.get(directory / "shard")
             if shard is not None:
                 return shard
-            directory = self._dir(name)
             if not (directory / META_FILE).is_file():
                 raise CollectionNotFound(name)
             try:
@@ -145,7 +158,7 @@ class EdgeStore:
                         "for concurrent access"
                     ) from None
                 raise UserError(f"cannot open collection {name!r} at {directory}: {exc}") from None
-            self._shards[name] = shard
+            _open_shards[directory / "shard"] = shard
             return shard
 
     # -- points ------------------------------------------------------------------------------
@@ -243,14 +256,11 @@ class EdgeStore:
         ]
 
     def close(self) -> None:
-        with self._lock:
-            for shard in self._shards.values():
-                try:
+        """Make everything written durable; shards stay open for other users in this process."""
+        with _open_lock:
+            for path, shard in _open_shards.items():
+                if path.is_relative_to(self.root):
                     shard.flush()
-                    shard.close()
-                except Exception:  # closing at exit must never raise
-                    pass
-            self._shards.clear()
 
 
 def _edge_query(plan: Nearest | Recommend) -> Any:

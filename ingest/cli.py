@@ -1,0 +1,97 @@
+"""`pixseek ingest`: the command-line entry point of the ingest stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--collection", "-c", required=True, help="Collection to create or update.")
+@click.option("--labels", "labels_file", type=click.Path(), help="Sidecar labels: CSV or JSONL.")
+@click.option("--labels-from-folders", is_flag=True, help="Use each file's parent folder as label.")
+@click.option("--prune", is_flag=True, help="Remove points whose files are gone from PATHS.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per model batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def ingest_command(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    collection: str,
+    labels_file: str | None,
+    labels_from_folders: bool,
+    prune: bool,
+    batch_size: int | None,
+    as_json: bool,
+) -> None:
+    """Embed the images under PATHS (folders, images, tar or zip archives) into a collection.
+
+    Re-running is incremental: unchanged files are skipped, changed ones replaced, and a run
+    that was killed picks up where it stopped.
+    """
+    from ingest.labels import load_labels
+    from ingest.pipeline import IngestOptions, run_ingest
+    from pixseek.cli import settings_from
+    from pixseek.models.bundle import load_image_embedders
+    from pixseek.store import open_store
+    from pixseek.store.base import check_collection_name
+
+    settings = settings_from(ctx)
+    check_collection_name(collection)
+    labels = load_labels(Path(labels_file)) if labels_file else None
+    options = IngestOptions(
+        collection=collection,
+        labels=labels,
+        labels_from_folders=labels_from_folders,
+        prune=prune,
+        batch_size=batch_size or settings.batch_size,
+        decode_workers=settings.decode_workers,
+        max_pixels=settings.max_image_pixels,
+    )
+    store = open_store(settings)
+    embedders = load_image_embedders(settings)
+    summary = run_ingest(store, embedders, list(paths), options, _progress_bar(as_json))
+    store.close()
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    else:
+        _print_summary(summary)
+
+
+def _progress_bar(quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(unit="img", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh() if done == total else bar.update(0)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    rate = summary.as_dict()["images_per_second"]
+    click.echo(
+        f"{summary.collection}: added {summary.added}, updated {summary.updated}, "
+        f"skipped {summary.skipped} unchanged, duplicates {summary.duplicates}, "
+        f"replaced {summary.replaced}, pruned {summary.pruned}, failed {len(summary.failed)} "
+        f"({summary.seconds:.1f}s, {rate} images/s)"
+    )
+    for failure in summary.failed[:50]:
+        click.echo(f"  failed: {failure.source}: {failure.reason}", err=True)
+    if len(summary.failed) > 50:
+        click.echo(f"  ... and {len(summary.failed) - 50} more (use --json for all)", err=True)

@@ -1,0 +1,182 @@
+"""Discover candidate image files in directories, tar archives and zip archives.
+
+Discovery reads only names, sizes and modification times (no image bytes), so an unchanged file
+can be skipped without being opened. Bytes are read later, in order, through `ImageFile.read`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixseek.errors import UserError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+# A single member bigger than this is refused before reading (archives can lie about sizes).
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One candidate image: where it lives and what discovery learnt without opening it."""
+
+    root: str  # absolute directory or archive path the source is relative to
+    source: str  # path relative to root, or the archive member name
+    size: int
+    mtime: float
+    read: Callable[[], bytes]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.root, self.source)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path discovery could not use, with the reason shown to the user."""
+
+    source: str
+    reason: str
+
+
+def is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".zip") or name.endswith(TAR_SUFFIXES)
+
+
+def resolve_inputs(paths: list[str]) -> list[Path]:
+    resolved = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise UserError(f"path {raw} does not exist; give a folder, an image, or a tar/zip file")
+        resolved.append(path.resolve())
+    return resolved
+
+
+def root_of(path: Path) -> str:
+    """The `root` payload value for an input: the folder itself, an archive, or a file's folder."""
+    if path.is_dir() or is_archive(path):
+        return str(path)
+    return str(path.parent)
+
+
+def discover(path: Path) -> Iterator[ImageFile | Skipped]:
+    if path.is_dir():
+        yield from _walk_directory(path)
+    elif path.name.lower().endswith(".zip"):
+        yield from _walk_zip(path)
+    elif path.name.lower().endswith(TAR_SUFFIXES):
+        yield from _walk_tar(path)
+    elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        yield from _single_file(path.parent, path)
+    else:
+        yield Skipped(str(path), "not an image, folder, tar or zip file")
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _valid_name(source: str) -> str | None:
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8; rename the file"
+    return None
+
+
+def _single_file(root: Path, path: Path) -> Iterator[ImageFile | Skipped]:
+    source = os.path.relpath(path, root)
+    problem = _valid_name(source)
+    if problem:
+        yield Skipped(os.fsencode(source).decode("utf-8", "replace"), problem)
+        return
+    try:
+        info = path.stat()  # follows symlinks: a link to an image is ingested as the image
+    except OSError as exc:
+        reason = "symlink loop" if exc.errno == 40 else f"cannot read file: {exc.strerror}"
+        yield Skipped(source, reason)
+        return
+    if not stat.S_ISREG(info.st_mode):
+        yield Skipped(source, "not a regular file")
+        return
+    if info.st_size > MAX_FILE_BYTES:
+        yield Skipped(source, f"file is {info.st_size} bytes, above the {MAX_FILE_BYTES} limit")
+        return
+    yield ImageFile(str(root), source, info.st_size, info.st_mtime, path.read_bytes)
+
+
+def _walk_directory(root: Path) -> Iterator[ImageFile | Skipped]:
+    visited: set[tuple[int, int]] = set()
+    for current, dirs, files in os.walk(root, followlinks=True, onerror=None):
+        try:
+            info = os.stat(current)
+        except OSError:
+            dirs[:] = []
+            continue
+        identity = (info.st_dev, info.st_ino)
+        if identity in visited:  # a symlink pointing back up the tree
+            dirs[:] = []
+            yield Skipped(os.path.relpath(current, root), "symlink loop; folder skipped")
+            continue
+        visited.add(identity)
+        dirs.sort()
+        for name in sorted(files):
+            if _is_image_name(name):
+                yield from _single_file(root, Path(current) / name)
+
+
+def _walk_zip(path: Path) -> Iterator[ImageFile | Skipped]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(f"cannot open zip archive {path}: {exc}") from None
+    for member in archive.infolist():
+        if member.is_dir() or not _is_image_name(member.filename):
+            continue
+        if member.file_size > MAX_FILE_BYTES:
+            yield Skipped(member.filename, f"member is {member.file_size} bytes, above the limit")
+            continue
+        mtime = time.mktime((*member.date_time, 0, 0, -1))
+        yield ImageFile(
+            str(path),
+            member.filename,
+            member.file_size,
+            mtime,
+            lambda m=member: archive.read(m),
+        )
+
+
+def _walk_tar(path: Path) -> Iterator[ImageFile | Skipped]:
+    try:
+        archive = tarfile.open(path, "r:*")
+        members = archive.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"cannot open tar archive {path}: {exc}") from None
+    for member in members:
+        if not member.isfile() or not _is_image_name(member.name):
+            continue
+        if member.size > MAX_FILE_BYTES:
+            yield Skipped(member.name, f"member is {member.size} bytes, above the limit")
+            continue
+        yield ImageFile(
+            str(path), member.name, member.size, float(member.mtime), _tar_reader(archive, member)
+        )
+
+
+def _tar_reader(archive: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], bytes]:
+    def read() -> bytes:
+        handle = archive.extractfile(member)
+        if handle is None:
+            raise OSError("member has no data")
+        return handle.read()
+
+    return read
