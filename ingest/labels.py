@@ -52,7 +52,9 @@ class LabelIndex:
         if source in self.entries:
             return self.entries[source]
         candidates = self._by_name.get(PurePosixPath(source).name, [])
-        suffix_hits = [k for k in candidates if k.endswith("/" + source) or source.endswith("/" + k)]
+        suffix_hits = [
+            k for k in candidates if k.endswith("/" + source) or source.endswith("/" + k)
+        ]
         if len(suffix_hits) == 1:
             return self.entries[suffix_hits[0]]
         if len(candidates) == 1 and not suffix_hits:
@@ -80,7 +82,9 @@ def _file_key(row: dict[str, Any], where: str) -> str:
     for key in FILE_KEYS:
         if row.get(key):
             return str(row[key])
-    raise UserError(f"{where}: no file name; each row needs one of the columns {', '.join(FILE_KEYS)}")
+    raise UserError(
+        f"{where}: no file name; each row needs one of the columns {', '.join(FILE_KEYS)}"
+    )
 
 
 def load_labels(path: Path) -> LabelIndex:

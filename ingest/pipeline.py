@@ -154,7 +154,9 @@ class _Planner:
         point_id = point_id_for(digest)
         if point_id in self.claimed:
             self.seen_ids.update(e.id for e in stored)
-            yield _Event("duplicate", item.source, f"same content as an earlier file ({digest[:12]})")
+            yield _Event(
+                "duplicate", item.source, f"same content as an earlier file ({digest[:12]})"
+            )
             return
         self.claimed.add(point_id)
         self._mark_replaced(point_id, stored)
@@ -332,4 +334,3 @@ def run_ingest(
     summary.pruned = len(pruned)
     summary.seconds = time.perf_counter() - started
     return summary
-

@@ -56,7 +56,9 @@ def resolve_inputs(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
-            raise UserError(f"path {raw} does not exist; give a folder, an image, or a tar/zip file")
+            raise UserError(
+                f"path {raw} does not exist; give a folder, an image, or a tar/zip file"
+            )
         resolved.append(path.resolve())
     return resolved
 
@@ -157,7 +159,7 @@ def _walk_zip(path: Path) -> Iterator[ImageFile | Skipped]:
 
 def _walk_tar(path: Path) -> Iterator[ImageFile | Skipped]:
     try:
-        archive = tarfile.open(path, "r:*")
+        archive = tarfile.open(path, "r:*")  # noqa: SIM115 - stays open while members are read
         members = archive.getmembers()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UserError(f"cannot open tar archive {path}: {exc}") from None

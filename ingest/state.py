@@ -43,4 +43,6 @@ class CollectionState:
         return state
 
     def entries_under(self, roots: set[str]) -> list[tuple[tuple[str, str], StoredEntry]]:
-        return [(key, e) for key, entries in self.by_key.items() if key[0] in roots for e in entries]
+        return [
+            (key, e) for key, entries in self.by_key.items() if key[0] in roots for e in entries
+        ]

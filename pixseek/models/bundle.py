@@ -54,7 +54,9 @@ class ImageEmbedders:
             vectors[DINO_VECTOR] = self.dino.embed_images(images)
         return vectors
 
-    def check_compatible(self, collection: str, metadata: dict[str, Any], sizes: dict[str, int]) -> None:
+    def check_compatible(
+        self, collection: str, metadata: dict[str, Any], sizes: dict[str, int]
+    ) -> None:
         """Refuse to mix embeddings of different models in one collection."""
         stored = metadata.get("models", {})
         for vector, identifier in self.metadata["models"].items():
