@@ -123,5 +123,10 @@ def _register_stages() -> None:
 
     main.add_command(search_command)
 
+    from evaluation.cli import eval_command, eval_queries_command
+
+    main.add_command(eval_command)
+    main.add_command(eval_queries_command)
+
 
 _register_stages()

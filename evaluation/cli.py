@@ -1,0 +1,147 @@
+"""`pixseek eval` (strategies side by side) and `pixseek eval-queries` (query-file builders)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("eval")
+@click.option("--collection", "-c", required=True, help="Collection to evaluate on.")
+@click.option("--queries", "queries_file", required=True, type=click.Path(), help="Queries JSONL.")
+@click.option(
+    "--strategies",
+    default="text,generated,text+mean,rrf",
+    show_default=True,
+    help="Comma-separated: text, generated, text+mean, weighted, rrf.",
+)
+@click.option("--k", "ks", default="1,5,10", show_default=True, help="Cut-offs for @k metrics.")
+@click.option("--out", "out_dir", default="eval-out", show_default=True, type=click.Path())
+@click.option("--n-images", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("--alpha", default=0.5, show_default=True, help="Text share for `weighted`.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--depth", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", "max_queries", default=0, type=int, help="Use only the first N queries.")
+@click.option("--show-k", default=10, show_default=True, help="Thumbnails per strategy in HTML.")
+@click.pass_context
+def eval_command(
+    ctx: click.Context,
+    collection: str,
+    queries_file: str,
+    strategies: str,
+    ks: str,
+    out_dir: str,
+    n_images: int,
+    alpha: float,
+    seed: int,
+    depth: int,
+    max_queries: int,
+    show_k: int,
+) -> None:
+    """Recall@k, Precision@k, mAP, nDCG@k and MRR for each strategy on the same queries.
+
+    Writes metrics.json, per_query.csv, summary.md, metrics_vs_k.png and report.html to --out.
+    """
+    from evaluation.queries import load_queries
+    from evaluation.report import write_all
+    from evaluation.runner import parse_ks, parse_strategies, run_eval
+    from pixseek.cli import settings_from
+
+    settings = settings_from(ctx)
+    chosen = parse_strategies(strategies)
+    cutoffs = parse_ks(ks)
+    queries = load_queries(Path(queries_file))
+    if max_queries > 0:
+        queries = queries[:max_queries]
+    run = run_eval(
+        settings,
+        collection,
+        queries,
+        chosen,
+        cutoffs,
+        n_images=n_images,
+        depth=depth,
+        alpha=alpha,
+        seed=seed,
+        on_progress=_progress(len(queries)),
+    )
+    paths = write_all(run, Path(out_dir), show_k)
+    click.echo(paths["summary"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _progress(total: int):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="query", file=sys.stderr)
+
+    def update(done: int, _: int) -> None:
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+@click.group("eval-queries")
+def eval_queries_command() -> None:
+    """Build evaluation query files from labelled datasets."""
+
+
+@eval_queries_command.command("captions")
+@click.argument("labels_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--limit", default=0, type=int, help="Keep the first N queries.")
+def captions_command(labels_file: str, out: str, limit: int) -> None:
+    """Each caption is a query; its one relevant item is the image it describes (COCO)."""
+    from evaluation.queries import caption_queries, write_queries
+
+    count = write_queries(caption_queries(Path(labels_file), limit), Path(out))
+    click.echo(f"wrote {count} caption queries to {out}")
+
+
+@eval_queries_command.command("labels")
+@click.argument("labels_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--template", default="a photo of a {}.", show_default=True)
+@click.option("--bare", is_flag=True, help="Use the bare label as the query text.")
+def labels_command(labels_file: str, out: str, template: str, bare: bool) -> None:
+    """One query per class (COCO categories, Imagenette classes); all its images relevant."""
+    from evaluation.queries import label_queries, write_queries
+
+    count = write_queries(label_queries(Path(labels_file), "{}" if bare else template), Path(out))
+    click.echo(f"wrote {count} label queries to {out}")
+
+
+@eval_queries_command.command("prepare-coco")
+@click.option("--instances", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False))
+@click.option("--max-objects", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--prefix", default="", help='Prepended to file names, e.g. "val2017/".')
+@click.option("--labels-out", required=True, type=click.Path(dir_okay=False))
+@click.option("--queries-out", required=True, type=click.Path(dir_okay=False))
+def prepare_coco_command(
+    instances: str,
+    captions: str | None,
+    max_objects: int,
+    prefix: str,
+    labels_out: str,
+    queries_out: str,
+) -> None:
+    """COCO annotations -> labels JSONL + caption queries, keeping images with <= N objects."""
+    from evaluation.queries import prepare_coco, write_queries
+
+    rows, queries = prepare_coco(
+        Path(instances), Path(captions) if captions else None, max_objects, prefix
+    )
+    Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
+    with Path(labels_out).open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    count = write_queries(queries, Path(queries_out))
+    click.echo(f"kept {len(rows)} images with <= {max_objects} objects; {count} queries")
