@@ -1,0 +1,192 @@
+"""`pixseek search`: the command-line entry point of the search stage."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+# rclip-style terms that start with a dash: `-:grass`, `-2:grass`, `-./dog.jpg`, `-/abs/dog.jpg`.
+_DASH_TERM = re.compile(r"^[+-]((\d+(\.\d*)?|\.\d+)?:|\.{1,2}[/\\]|/|~/)")
+
+
+class SearchCommand(click.Command):
+    """Lets negative query terms through: click would take `-:grass` for an unknown option.
+
+    Every positional word (and every dash-term) is moved behind `--`, in its original order, so
+    the rclip-style parser sees the query exactly as typed; options and their values stay put.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in (*param.opts, *param.secondary_opts)
+        }
+        options: list[str] = []
+        words: list[str] = []
+        index = 0
+        while index < len(args):
+            token = args[index]
+            if token == "--":
+                words.extend(args[index + 1 :])
+                break
+            if token.startswith("-") and len(token) > 1 and not _DASH_TERM.match(token):
+                options.append(token)
+                if token in takes_value and index + 1 < len(args):
+                    options.append(args[index + 1])
+                    index += 1
+            else:
+                words.append(token)
+            index += 1
+        return super().parse_args(ctx, [*options, "--", *words] if words else options)
+
+
+@click.command("search", cls=SearchCommand)
+@click.argument("query", nargs=-1)
+@click.option("--collection", "-c", required=True, help="Collection to search.")
+@click.option(
+    "--image",
+    "-i",
+    "images",
+    multiple=True,
+    metavar="PATH",
+    help="Example image (repeatable); prefix '-:' to push results away from it.",
+)
+@click.option(
+    "--like",
+    "likes",
+    multiple=True,
+    metavar="POINT_ID",
+    help="Stored point as example, 'more like this' (repeatable); '-:ID' = less like this.",
+)
+@click.option(
+    "--modify",
+    metavar="TEXT",
+    help="Composed query: change the one reference (--image or --like) by this text.",
+)
+@click.option(
+    "--modify-weight",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="The text's share lambda in the composed query vector.",
+)
+@click.option("--limit", "-k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many results.")
+@click.option(
+    "--where",
+    "-w",
+    "wheres",
+    multiple=True,
+    metavar="EXPR",
+    help="Filter, e.g. 'label=dog', 'label in (dog, cat)', 'width>=640', 'taken>=2020-01-01', "
+    "'source~beach', or raw Qdrant filter JSON; repeated filters are ANDed.",
+)
+@click.option(
+    "--threshold", type=click.FloatRange(-1.0, 1.0), help="Drop results below this cosine score."
+)
+@click.option("--no-ensemble", is_flag=True, help="Embed query text as typed, without templates.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write a self-contained HTML contact sheet with thumbnails.",
+)
+@click.pass_context
+def search_command(
+    ctx: click.Context,
+    query: tuple[str, ...],
+    collection: str,
+    images: tuple[str, ...],
+    likes: tuple[str, ...],
+    modify: str | None,
+    modify_weight: float,
+    limit: int,
+    offset: int,
+    wheres: tuple[str, ...],
+    threshold: float | None,
+    no_ensemble: bool,
+    as_json: bool,
+    html_path: str | None,
+) -> None:
+    """Find images by text, example images, stored points, or a mix.
+
+    \b
+    QUERY words follow rclip:  red car | horse + stripes | apple - fruit
+      2:dog -:grass           weight 2 for dog, push away from grass
+      ./cat.jpg  -./dog.jpg   image files (relative paths start with ./)
+    Composed: --image ref.jpg --modify 'at night' [--modify-weight 0.5]
+    Scores are cosine similarities to the query.
+    """
+    from pixseek.cli import settings_from
+    from pixseek.store import open_store
+    from search.engine import run_search
+    from search.filters import compile_filters
+    from search.query import QueryInput, build_query
+    from search.text_encoder import query_encoder
+
+    settings = settings_from(ctx)
+    spec = build_query(
+        QueryInput(
+            words=query,
+            images=images,
+            likes=likes,
+            modify=modify,
+            modify_weight=modify_weight,
+            ensemble=not no_ensemble,
+        )
+    )
+    flt = compile_filters(wheres)
+    store = open_store(settings)
+    hits = run_search(
+        store,
+        query_encoder(settings),
+        collection,
+        spec,
+        filter=flt,
+        limit=limit,
+        offset=offset,
+        threshold=threshold,
+        max_pixels=settings.max_image_pixels,
+    )
+    _print(hits, offset, as_json)
+    if html_path:
+        _write_html(Path(html_path), hits, spec.describe(), collection, wheres, offset)
+
+
+def _print(hits: list[Any], offset: int, as_json: bool) -> None:
+    from search.render import json_lines, table
+
+    if as_json:
+        if hits:
+            click.echo(json_lines(hits, offset))
+        return
+    if not hits:
+        click.echo("no results", err=True)
+        return
+    click.echo(table(hits, offset, None if sys.stdout.isatty() else 200))
+
+
+def _write_html(
+    path: Path, hits: list[Any], query: str, collection: str, wheres: tuple[str, ...], offset: int
+) -> None:
+    from pixseek.errors import UserError
+    from search.render import contact_sheet
+
+    details = f"collection {collection}"
+    if wheres:
+        details += " · where " + " and ".join(wheres)
+    if offset:
+        details += f" · from result {offset + 1}"
+    page = contact_sheet(hits, f"pixseek: {query}", details, offset)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path} ({len(hits)} results)", err=True)

@@ -1,0 +1,241 @@
+"""The one search code path shared by the CLI, the worker and the HTTP API: `run_search`.
+
+How a query becomes a Qdrant request (every term is first a unit vector in the CLIP space):
+
+- one positive term, nothing else: `Nearest` on that vector.
+- several terms, all of weight 1 (e.g. `horse + stripes`, `dog -:grass`, several --like): Qdrant's
+  recommend API with the sum_scores strategy, which scores a point x by
+  sum(cos(p_i, x)) - sum(cos(n_j, x)). With unit examples that equals v . x/|x| for the direction
+  v = sum(p_i) - sum(n_j), so dividing Qdrant's score by |v| gives exactly cos(v, x): scores stay
+  cosine similarities whatever the query shape, and `--threshold` means the same everywhere.
+- any weight other than 1 (`2:dog`, `-0.5:grass`): Qdrant's recommend API has no per-example
+  weight (and normalises every example, so scaling a vector does not help), so the engine sends
+  the weighted direction v = sum(w_i p_i) - sum(u_j n_j) as one `Nearest` query. It ranks exactly
+  as a weighted sum_scores would, and its score is again cos(v, x).
+- a composed term (reference image or point + text modifier) is one positive vector,
+  normalise((1 - lambda) * reference + lambda * text); Qdrant has no API for composition.
+
+Stored points used as examples are left out of the results (as Qdrant's recommend-by-id does).
+Pagination is stable: ties in score are broken by point id, and the page is cut from a window
+that holds every point tied at the page boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from qdrant_client import models
+
+from pixseek.errors import CollectionNotFound, UserError
+from pixseek.store.base import (
+    CLIP_VECTOR,
+    CollectionInfo,
+    Hit,
+    Nearest,
+    Recommend,
+    SearchRequest,
+    VectorStore,
+    is_point_id,
+)
+from search.query import Composed, QuerySpec, Term
+from search.text_encoder import QueryEncoder, unit
+
+MAX_LIMIT = 1000
+DEFAULT_MAX_PIXELS = 178_956_970
+
+
+@dataclass
+class PlannedSearch:
+    """The Qdrant query for a spec, and how to turn its scores into cosine similarities."""
+
+    plan: Nearest | Recommend
+    scale: float  # Qdrant score / scale = cosine similarity to the query direction
+    filter: models.Filter | None
+    description: str
+
+
+class _Resolver:
+    """Turns terms into unit vectors, loading the model and the stored points only when needed."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        encoder: QueryEncoder | None,
+        info: CollectionInfo,
+        spec: QuerySpec,
+        max_pixels: int,
+    ) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.info = info
+        self.spec = spec
+        self.max_pixels = max_pixels
+        self.points = self._load_points(spec.point_ids)
+        self._checked = False
+
+    def _load_points(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        bad = [i for i in ids if not is_point_id(i)]
+        if bad:
+            raise UserError(
+                f"{bad[0]!r} is not a point id; point ids are UUIDs, shown by `pixseek search --json`"
+            )
+        found = {
+            p.id: p.vectors.get(CLIP_VECTOR)
+            for p in self.store.retrieve(self.info.name, list(dict.fromkeys(ids)), True)
+        }
+        vectors: dict[str, np.ndarray] = {}
+        for point_id in ids:
+            vector = found.get(point_id)
+            if vector is None:
+                raise UserError(
+                    f"point {point_id} is not in collection {self.info.name!r}; "
+                    "ids are shown by `pixseek search --json`"
+                )
+            vectors[point_id] = unit(np.asarray(vector, dtype=np.float32))
+        return vectors
+
+    def _model(self) -> QueryEncoder:
+        if self.encoder is None:
+            raise UserError("this query needs the CLIP model, but no encoder was given")
+        if not self._checked:
+            check_model(self.info, self.encoder)
+            self._checked = True
+        return self.encoder
+
+    def vector(self, term: Term | Composed) -> np.ndarray:
+        if isinstance(term, Composed):
+            reference = self.vector(term.reference)
+            text = self._model().encode_text(term.modifier, self.spec.ensemble)
+            return unit((1.0 - term.mix) * reference + term.mix * text)
+        if term.kind == "text":
+            return self._model().encode_text(term.value, self.spec.ensemble)
+        if term.kind == "point":
+            return self.points[term.value]
+        encoder = self._model()
+        return encoder.encode_image(load_query_image(term.value, self.max_pixels))
+
+
+def check_model(info: CollectionInfo, encoder: QueryEncoder) -> None:
+    """Refuse to compare vectors from different CLIP models (one-line error)."""
+    stored = (info.metadata or {}).get("models", {}).get(CLIP_VECTOR)
+    if stored and stored != encoder.identifier:
+        raise UserError(
+            f"collection {info.name!r} was built with CLIP model {stored!r}, but "
+            f"{encoder.identifier!r} is configured; set PIXSEEK_CLIP_MODEL and "
+            "PIXSEEK_CLIP_PRETRAINED to the collection's model"
+        )
+    size = info.vectors.get(CLIP_VECTOR)
+    if size is not None and size != encoder.dim:
+        raise UserError(
+            f"collection {info.name!r} stores {size}-d CLIP vectors, but the configured model "
+            f"makes {encoder.dim}-d ones; use the collection's model"
+        )
+
+
+def load_query_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Read and decode a query image (EXIF orientation applied, RGB); one-line errors."""
+    from ingest.decode import ImageRejected, decode_image
+
+    file = Path(os.path.expanduser(path))
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"query image {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"query image {path} is a folder, not an image file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read query image {path}: {exc.strerror or exc}") from None
+    try:
+        return decode_image(data, max_pixels).image
+    except ImageRejected as exc:
+        raise UserError(f"cannot use {path} as a query image: {exc}") from None
+
+
+def plan_search(
+    store: VectorStore,
+    encoder: QueryEncoder | None,
+    info: CollectionInfo,
+    spec: QuerySpec,
+    filter: models.Filter | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PlannedSearch:
+    if not spec.terms:
+        raise UserError("nothing to search for; give query text, --image PATH or --like POINT_ID")
+    if not spec.has_positive:
+        raise UserError("the query has only negative terms; add a positive term to search for")
+    if CLIP_VECTOR not in info.vectors:
+        raise UserError(f"collection {info.name!r} has no {CLIP_VECTOR!r} vectors to search")
+    resolver = _Resolver(store, encoder, info, spec, max_pixels)
+    weighted = [(resolver.vector(term), term.weight) for term in spec.terms]
+    direction = np.sum([w * v for v, w in weighted], axis=0)
+    norm = float(np.linalg.norm(direction))
+    if norm < 1e-6:
+        raise UserError("the query's positive and negative terms cancel out; change the weights")
+    if len(weighted) > 1 and all(abs(w) == 1.0 for _, w in weighted):
+        plan: Nearest | Recommend = Recommend(
+            positives=[v for v, w in weighted if w > 0],
+            negatives=[v for v, w in weighted if w < 0],
+        )
+        scale = norm
+    else:
+        plan, scale = Nearest(direction / norm), 1.0
+    if spec.exclude_examples and spec.point_ids:
+        examples = models.HasIdCondition(has_id=list(dict.fromkeys(spec.point_ids)))
+        filter = models.Filter(must=[filter] if filter else None, must_not=[examples])
+    return PlannedSearch(plan, scale, filter, spec.describe())
+
+
+def run_search(
+    store: VectorStore,
+    encoder: QueryEncoder | None,
+    collection: str,
+    spec: QuerySpec,
+    filter: models.Filter | None = None,
+    limit: int = 10,
+    offset: int = 0,
+    threshold: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Hit]:
+    """Search `collection`; scores are cosine similarities to the query, best first.
+
+    `encoder` may be None for queries made only of stored points (--like).
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UserError(f"limit must be between 1 and {MAX_LIMIT}")
+    if offset < 0:
+        raise UserError("offset must be 0 or more")
+    info = store.get_collection(collection)
+    if info is None:
+        raise CollectionNotFound(collection)
+    planned = plan_search(store, encoder, info, spec, filter, max_pixels)
+    store_threshold = None if threshold is None else threshold * planned.scale
+    hits = _window(store, collection, planned, store_threshold, offset + limit)
+    return [
+        Hit(id=hit.id, score=hit.score / planned.scale, payload=hit.payload)
+        for hit in hits[offset : offset + limit]
+    ]
+
+
+def _window(
+    store: VectorStore,
+    collection: str,
+    planned: PlannedSearch,
+    threshold: float | None,
+    wanted: int,
+) -> list[Hit]:
+    """The top `wanted` hits ordered by (score desc, id), with the boundary tie group complete."""
+    fetch = wanted + 1
+    while True:
+        request = SearchRequest(planned.plan, fetch, 0, planned.filter, threshold)
+        hits = store.search(collection, request)
+        if len(hits) < fetch or hits[-1].score < hits[wanted - 1].score:
+            break
+        fetch *= 2  # the last hit ties with the page boundary: widen until the tie group ends
+    hits.sort(key=lambda hit: (-hit.score, hit.id))
+    return hits[:wanted]

@@ -1,0 +1,161 @@
+"""Search results as a text table, JSON lines, or a self-contained HTML contact sheet.
+
+The contact sheet embeds every thumbnail as a base64 data URI, so the one .html file can be
+mailed or archived; image bytes are read from the payload's root/source (a folder, or a member
+of the tar/zip archive that was ingested).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import shutil
+import tarfile
+import zipfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pixseek.store.base import Hit
+
+THUMBNAIL_PX = 256
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def hit_record(rank: int, hit: Hit) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "id": hit.id,
+        "score": round(hit.score, 6),
+        "source": hit.payload.get("source"),
+        "payload": hit.payload,
+    }
+
+
+def json_lines(hits: Sequence[Hit], offset: int = 0) -> str:
+    return "\n".join(
+        json.dumps(hit_record(offset + i + 1, hit), ensure_ascii=False, default=str)
+        for i, hit in enumerate(hits)
+    )
+
+
+def _labels(payload: dict[str, Any]) -> str:
+    labels = payload.get("labels") or []
+    return ", ".join(str(label) for label in labels) if isinstance(labels, list) else str(labels)
+
+
+def table(hits: Sequence[Hit], offset: int = 0, width: int | None = None) -> str:
+    """rank, score, source, labels; long sources are shortened from the left to fit the width."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    rows = [
+        (
+            str(offset + i + 1),
+            f"{hit.score:.4f}",
+            str(hit.payload.get("source", hit.id)),
+            _labels(hit.payload),
+        )
+        for i, hit in enumerate(hits)
+    ]
+    rank_w = max([4, *(len(r[0]) for r in rows)])
+    source_w = max([6, *(len(r[2]) for r in rows)])
+    source_w = min(source_w, max(20, width - rank_w - 8 - 24))
+    lines = [f"{'rank':>{rank_w}}  {'score':>6}  {'source':<{source_w}}  labels"]
+    for rank, score, source, labels in rows:
+        if len(source) > source_w:
+            source = "…" + source[-(source_w - 1) :]
+        lines.append(f"{rank:>{rank_w}}  {score:>6}  {source:<{source_w}}  {labels}".rstrip())
+    return "\n".join(lines)
+
+
+def read_image_bytes(payload: dict[str, Any]) -> bytes | None:
+    """The image's bytes from its folder or archive; None when it is gone or unreadable."""
+    root, source = payload.get("root"), payload.get("source")
+    if not root or not source:
+        return None
+    root_path = Path(str(root))
+    name = root_path.name.lower()
+    try:
+        if root_path.is_dir():
+            return (root_path / str(source)).read_bytes()
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(root_path) as archive:
+                return archive.read(str(source))
+        if name.endswith(TAR_SUFFIXES):
+            with tarfile.open(root_path, "r:*") as archive:
+                handle = archive.extractfile(str(source))
+                return handle.read() if handle is not None else None
+    except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError):
+        return None
+    return None
+
+
+def thumbnail_data_uri(payload: dict[str, Any], size: int = THUMBNAIL_PX) -> str | None:
+    data = read_image_bytes(payload)
+    if data is None:
+        return None
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (size * 2, size * 2))
+            picture = ImageOps.exif_transpose(image).convert("RGB")
+            picture.thumbnail((size, size))
+            out = io.BytesIO()
+            picture.save(out, format="JPEG", quality=82)
+    except Exception:  # a broken file must not cost the whole sheet
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
+h1{font-size:1.2rem;margin:0 0 .3rem} p.meta{color:#666;margin:0 0 1rem;font-size:.85rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
+figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;overflow:hidden}
+figure .img{height:200px;display:flex;align-items:center;justify-content:center;background:#eee}
+figure img{max-width:100%;max-height:200px} .missing{color:#999;font-size:.8rem}
+figcaption{padding:6px 8px;font-size:.78rem;line-height:1.35;word-break:break-all}
+.score{font-weight:600} .labels{color:#555}
+"""
+
+
+def contact_sheet(
+    hits: Sequence[Hit],
+    title: str,
+    details: str = "",
+    offset: int = 0,
+    thumbnail_px: int = THUMBNAIL_PX,
+) -> str:
+    """A complete HTML page; every value from the payload is escaped."""
+    cards = []
+    for i, hit in enumerate(hits):
+        uri = thumbnail_data_uri(hit.payload, thumbnail_px)
+        source = str(hit.payload.get("source", hit.id))
+        picture = (
+            f'<img src="{uri}" alt="{html.escape(source)}">'
+            if uri
+            else '<span class="missing">image unavailable</span>'
+        )
+        score = f"{hit.score:.4f}" if math.isfinite(hit.score) else str(hit.score)
+        cards.append(
+            "<figure>"
+            f'<div class="img">{picture}</div>'
+            f'<figcaption><span class="score">#{offset + i + 1} · {score}</span><br>'
+            f"{html.escape(source)}<br>"
+            f'<span class="labels">{html.escape(_labels(hit.payload))}</span><br>'
+            f'<small title="point id">{html.escape(hit.id)}</small></figcaption>'
+            "</figure>"
+        )
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = "\n".join(cards) if cards else "<p>No results.</p>"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="meta">{html.escape(details)} · {len(hits)} results · {created}</p>'
+        f'<div class="grid">\n{body}\n</div></body></html>\n'
+    )
