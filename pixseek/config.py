@@ -52,6 +52,19 @@ class Settings:
     result_backend: str | None = None
     # diffusers text-to-image pipeline: Hub id or local directory.
     t2i_model: str = "stabilityai/sd-turbo"
+    # Generation defaults for jobs that do not set them (the defaults suit SD-Turbo).
+    t2i_steps: int = 4
+    t2i_size: int = 512
+    t2i_guidance: str = "0.0"  # a decimal number; 0 turns classifier-free guidance off
+    # Images per pipeline call on the worker; lower it if the GPU runs out of memory.
+    t2i_batch_size: int = 4
+    # Celery queue that generation jobs are routed to and GPU workers consume.
+    job_queue: str = "gpu"
+    # Hard time limit of one generation job in seconds; the soft limit (fails cleanly) is 90%.
+    job_time_limit: int = 1800
+    # Seconds after which Redis hands a job whose worker died to another worker; keep it above
+    # the longest job. 0 = job_time_limit + 600.
+    broker_visibility_timeout: int = 0
     # Required on every HTTP route but /health when set.
     api_key: str | None = None
     # Pixels above which an image is refused as a possible decompression bomb.

@@ -1,0 +1,216 @@
+"""Submit, watch, fetch and cancel generative jobs: what the CLI (and an HTTP API) call.
+
+A job's life in the result backend: QUEUED (written by `submit` before the message is sent, so an
+id that was never submitted reads as unknown rather than "pending"), STARTED, LOADING, GENERATING,
+EMBEDDING, SEARCHING, then SUCCESS, FAILURE or REVOKED (cancelled); RETRY while it waits to be
+retried after a transient fault.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pixseek.config import Settings
+from pixseek.errors import UserError
+from worker.app import (
+    RESULT_TTL_S,
+    TASK_NAME,
+    backend_url,
+    broker_url,
+    check_reachable,
+    create_app,
+    redis_client,
+    safe_url,
+)
+from worker.spec import JobSpec
+from worker.tasks import JobControl
+
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
+STALE_AFTER_S = 120  # a running job silent this long: its worker may have died
+
+
+@dataclass
+class JobStatus:
+    job_id: str
+    state: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    retries: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def describe(self) -> str:
+        """One line for people: `generating 2/4 (step 3/20)`, `failed: ...`."""
+        meta, state = self.meta, self.state
+        if state == "SUCCESS" and self.result is not None:
+            hits = len(self.result.get("hits", []))
+            seconds = self.result.get("timings", {}).get("total", 0.0)
+            return f"done: {hits} hits in {seconds:.1f}s"
+        if state == "FAILURE":
+            return f"failed: {self.error}"
+        if state == "REVOKED":
+            return "cancelled"
+        if state == "RETRY":
+            return f"waiting to retry (attempt {self.retries + 1}): {self.error}"
+        if state == "GENERATING":
+            done, total, batch = meta.get("done", 0), meta.get("total", 0), meta.get("batch", 0)
+            if batch:
+                images = (
+                    f"{done + 1}/{total}" if batch == 1 else f"{done + 1}-{done + batch}/{total}"
+                )
+                text = f"generating {images} (step {meta.get('step', 0)}/{meta.get('steps', 0)})"
+            else:
+                text = f"generating {done}/{total}"
+        elif state == "LOADING":
+            text = f"loading {meta.get('model', 'the model')}"
+        else:
+            text = state.lower()
+        updated = meta.get("updated_at")
+        if isinstance(updated, int | float) and time.time() - updated > STALE_AFTER_S:
+            ago = int(time.time() - updated)
+            text += f" (no news from {meta.get('worker', 'its worker')} for {ago}s: if it died, the job is redelivered)"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"job_id": self.job_id, "state": self.state}
+        data["status"] = self.describe()
+        if self.meta:
+            data["progress"] = self.meta
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def check_job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id.strip()))
+    except ValueError:
+        raise UserError(
+            f"{job_id!r} is not a job id; `pixseek jobs submit` prints one (a UUID)"
+        ) from None
+
+
+class JobClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._redis: Any = None
+
+    def _control(self, job_id: str) -> JobControl:
+        if self._redis is None:
+            self._redis = redis_client(backend_url(self.settings))
+        return JobControl(self._redis, job_id)
+
+    def check_connection(self) -> None:
+        broker, backend = broker_url(self.settings), backend_url(self.settings)
+        check_reachable(broker, "broker")
+        if backend != broker:
+            check_reachable(backend, "result backend")
+
+    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
+        """Queue the job; returns its id. The spec is checked here and again on the worker."""
+        spec = spec.validated()
+        self.check_connection()
+        job_id = check_job_id(job_id) if job_id else str(uuid.uuid4())
+        queued = {
+            "stage": "queued",
+            "job_id": job_id,
+            "query": spec.to_dict(),
+            "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "updated_at": time.time(),
+        }
+        self.app.backend.store_result(job_id, queued, "QUEUED")
+        try:
+            self.app.send_task(
+                TASK_NAME, kwargs={"spec": spec.to_dict()}, task_id=job_id, retry=False
+            )
+        except Exception as exc:  # kombu raises OperationalError and friends
+            self.app.backend.forget(job_id)
+            raise UserError(
+                f"cannot queue the job on the broker at {safe_url(broker_url(self.settings))}: {exc}"
+            ) from None
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        job_id = check_job_id(job_id)
+        try:
+            meta = self.app.backend.get_task_meta(job_id, cache=False)
+        except Exception as exc:
+            url = safe_url(backend_url(self.settings))
+            raise UserError(f"cannot reach the result backend at {url}: {exc}") from None
+        state = meta.get("status", "PENDING")
+        if state == "PENDING":
+            hours = RESULT_TTL_S // 3600
+            raise UserError(
+                f"no job {job_id}: it was never submitted here, or its result expired ({hours} h)"
+            )
+        result = meta.get("result")
+        status = JobStatus(job_id, state, retries=int(meta.get("retries") or 0))
+        if state == "SUCCESS":
+            status.result = result
+        elif isinstance(result, BaseException):
+            status.error = str(result) or type(result).__name__
+        elif isinstance(result, dict):
+            status.meta = result
+        return status
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        status = self.status(job_id)
+        if status.state == "SUCCESS" and status.result is not None:
+            return status.result
+        if status.state == "FAILURE":
+            raise UserError(f"job {status.job_id} failed: {status.error}")
+        if status.state == "REVOKED":
+            raise UserError(f"job {status.job_id} was cancelled; it has no result")
+        raise UserError(
+            f"job {status.job_id} is not finished ({status.describe()}); "
+            "use `pixseek jobs result ID --wait` to wait for it"
+        )
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        on_update: Callable[[JobStatus], None] | None = None,
+        interval: float = 0.25,
+    ) -> JobStatus:
+        """Poll until the job finishes; `on_update` sees every change of state or progress."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[str, Any] | None = None
+        while True:
+            status = self.status(job_id)
+            seen = (status.state, status.meta.get("done"), status.meta.get("step"))
+            if on_update is not None and seen != last:
+                on_update(status)
+            last = seen
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise UserError(
+                    f"job {status.job_id} did not finish within {timeout:g}s ({status.describe()}); "
+                    "it keeps running: check it later with `pixseek jobs status ID`"
+                )
+            time.sleep(interval)
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Ask the job to stop; a queued job is cancelled at once, a running one within a step."""
+        status = self.status(job_id)
+        if status.finished:
+            return status
+        self._control(status.job_id).request_cancel()
+        self.app.control.revoke(status.job_id)  # live workers drop it if it is still queued
+        if status.state == "QUEUED":
+            self.app.backend.mark_as_revoked(status.job_id, reason="cancelled before it started")
+        return self.status(status.job_id)
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()

@@ -1,0 +1,164 @@
+"""The Celery task behind `pixseek jobs submit`: run one generative search on a GPU worker.
+
+Failure policy:
+- bad input (empty or overlong prompt, unknown collection, unknown model, bad filter...) fails the
+  job at once with the one-line reason, and is never retried;
+- transient faults (the embedded store held by another process, Qdrant or Redis unreachable, CUDA
+  out of memory) are retried with exponential backoff and jitter, up to MAX_RETRIES times;
+- a job whose worker dies is redelivered (late acks + reject on worker lost + visibility timeout)
+  and runs again from the start (its finished images are cached); after MAX_DELIVERIES deliveries
+  it is failed with a reason instead of looping;
+- a message delivered again after its job already succeeded returns the stored result.
+
+Cancelling is cooperative: `pixseek jobs cancel` sets a flag in Redis, which the job checks before
+every stage and after every denoising step; the job then records REVOKED and stops. The flag also
+stops a job that is still queued, whichever worker picks it up (Celery's own revoke list is kept
+in worker memory only).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from celery import Celery, Task, states
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+
+from pixseek.config import Settings
+from pixseek.errors import StoreBusy, UserError
+from worker.app import (
+    MAX_DELIVERIES,
+    MAX_RETRIES,
+    RESULT_TTL_S,
+    TASK_NAME,
+    JobFailed,
+    backend_url,
+    redis_client,
+    soft_time_limit,
+    visibility_timeout,
+)
+
+log = logging.getLogger(__name__)
+
+
+class JobControl:
+    """Per-job keys in the result backend's Redis: the cancel flag and the delivery counter."""
+
+    def __init__(self, client: Any, job_id: str) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.prefix = f"pixseek:job:{job_id}"
+
+    def request_cancel(self) -> None:
+        self.client.set(f"{self.prefix}:cancel", "1", ex=RESULT_TTL_S)
+
+    def cancel_requested(self) -> bool:
+        try:
+            return bool(self.client.exists(f"{self.prefix}:cancel"))
+        except Exception as exc:  # a Redis hiccup must not kill a running generation
+            log.warning("cannot read the cancel flag of job %s: %s", self.job_id, exc)
+            return False
+
+    def count_delivery(self, retries: int) -> int:
+        key = f"{self.prefix}:deliveries:{retries}"
+        with self.client.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, RESULT_TTL_S)
+            count, _ = pipe.execute()
+        return int(count)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults worth a retry: the problem is elsewhere and likely to pass."""
+    import redis
+
+    if isinstance(exc, StoreBusy):
+        return True
+    if isinstance(exc, UserError):
+        # ServerStore reports an unreachable Qdrant as a UserError starting like this.
+        return str(exc).startswith("cannot reach Qdrant")
+    if isinstance(exc, ConnectionError | TimeoutError | redis.exceptions.ConnectionError):
+        return True
+    try:
+        import torch
+
+        return isinstance(exc, torch.cuda.OutOfMemoryError)
+    except (ImportError, AttributeError):
+        return False
+
+
+def backoff_seconds(retries: int, settings: Settings) -> float:
+    """5, 10, 20, 40 s... with jitter, and well inside the visibility timeout."""
+    ceiling = min(300.0, visibility_timeout(settings) / 2)
+    delay = min(ceiling, 5.0 * 2**retries)
+    return delay * random.uniform(0.8, 1.2)
+
+
+def _cancelled(task: Task, job_id: str) -> Ignore:
+    task.backend.mark_as_revoked(job_id, reason="cancelled", request=task.request)
+    log.info("job %s cancelled", job_id)
+    return Ignore()
+
+
+def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
+    from worker.job import JobCancelled, run_job
+    from worker.spec import JobSpec
+
+    job_id = task.request.id
+    done = task.backend.get_task_meta(job_id)
+    if done.get("status") == states.SUCCESS:
+        log.info("job %s was already done; returning its stored result", job_id)
+        return done["result"]
+    control = JobControl(redis_client(backend_url(settings)), job_id)
+    if control.cancel_requested():
+        raise _cancelled(task, job_id)
+    deliveries = control.count_delivery(task.request.retries)
+    if deliveries > MAX_DELIVERIES:
+        raise JobFailed(
+            f"the worker running this job died {deliveries - 1} times (killed, or out of memory?); "
+            "giving up, see the worker logs"
+        )
+    hostname = task.request.hostname
+
+    def progress(state: str, meta: dict[str, Any]) -> None:
+        meta = {**meta, "worker": hostname, "deliveries": deliveries, "updated_at": time.time()}
+        task.update_state(task_id=job_id, state=state, meta=meta)
+
+    try:
+        spec = JobSpec.from_dict(raw_spec)
+        return run_job(settings, spec, job_id, progress, control.cancel_requested, deliveries)
+    except JobCancelled:
+        raise _cancelled(task, job_id) from None
+    except SoftTimeLimitExceeded:
+        raise JobFailed(
+            f"the job ran past its time limit of {soft_time_limit(settings)} s "
+            "(PIXSEEK_JOB_TIME_LIMIT); use fewer images, steps or pixels"
+        ) from None
+    except Exception as exc:
+        if is_transient(exc):
+            if task.request.retries >= MAX_RETRIES:
+                raise JobFailed(f"gave up after {MAX_RETRIES} retries: {exc}") from None
+            countdown = backoff_seconds(task.request.retries, settings)
+            log.warning("job %s: transient fault, retrying in %.0f s: %s", job_id, countdown, exc)
+            raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from None
+        if isinstance(exc, UserError):
+            raise JobFailed(str(exc)) from None
+        raise
+
+
+def register(app: Celery) -> None:
+    settings: Settings = app.pixseek_settings
+
+    @app.task(
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        track_started=True,
+        max_retries=MAX_RETRIES,
+        throws=(JobFailed,),
+    )
+    def generate_search(self: Task, spec: dict[str, Any]) -> dict[str, Any]:
+        return execute(self, settings, spec)
