@@ -128,5 +128,10 @@ def _register_stages() -> None:
     main.add_command(eval_command)
     main.add_command(eval_queries_command)
 
+    from worker.cli import jobs_command, worker_command
+
+    main.add_command(jobs_command)
+    main.add_command(worker_command)
+
 
 _register_stages()

@@ -28,11 +28,14 @@ with DINOv2); a threshold always applies to cosine similarities (for RRF: to eac
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pixseek.errors import UserError
-from pixseek.store.base import CLIP_VECTOR, Nearest, QueryPlan, RankFusion
+
+if TYPE_CHECKING:  # the store pulls in qdrant-client (slow to import); the CLI needs FUSIONS only
+    from pixseek.store.base import QueryPlan
 
 FUSIONS = ("text", "generated", "text+mean", "weighted", "rrf")
 DEFAULT_FUSION = "rrf"
@@ -56,6 +59,8 @@ def _rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def score_kind(plan: QueryPlan) -> str:
+    from pixseek.store.base import RankFusion
+
     return "rrf" if isinstance(plan, RankFusion) else "cosine"
 
 
@@ -67,6 +72,8 @@ def fuse(
     candidates: int = 100,
 ) -> QueryPlan:
     """The query plan for `fusion`; `generated` maps vector name -> (n, dim) embeddings."""
+    from pixseek.store.base import CLIP_VECTOR, Nearest, RankFusion
+
     if fusion not in FUSIONS:
         raise UserError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if not 0.0 <= alpha <= 1.0:

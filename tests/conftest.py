@@ -96,3 +96,51 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
         backend = ServerStore(f"local:{tmp_path / 'local'}")
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_t2i_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised Stable Diffusion pipeline directory (save_pretrained layout)."""
+    from pixseek.models.random_weights import write_random_t2i
+
+    return write_random_t2i(tmp_path_factory.mktemp("models") / "tiny-t2i")
+
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_CLAIM_KEY = "pixseek-test:claim"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own for this test session, at 127.0.0.1:6379.
+
+    Databases 15 down to 1 are tried; one is claimed with a SET NX key, so test sessions running
+    side by side on one machine never share Celery queues, results or unacked messages. Every
+    key in the claimed database is deleted afterwards. Skips when no Redis answers.
+    """
+    import uuid
+
+    import redis
+
+    token = uuid.uuid4().hex
+    for db in range(15, 0, -1):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_connect_timeout=2)
+        try:
+            claimed = client.set(REDIS_CLAIM_KEY, token, nx=True, ex=3600)
+        except redis.exceptions.ConnectionError:
+            pytest.skip(f"no Redis server at {REDIS_HOST}:{REDIS_PORT}")
+        if claimed:
+            break
+        client.close()
+    else:
+        pytest.skip("every Redis database 1-15 is claimed by another test session")
+    for key in client.scan_iter(count=1000):  # leftovers of a session that was killed
+        if key != REDIS_CLAIM_KEY.encode():
+            client.delete(key)
+    try:
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    finally:
+        if client.get(REDIS_CLAIM_KEY) == token.encode():
+            for key in client.scan_iter(count=1000):
+                client.delete(key)
+        client.close()

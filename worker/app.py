@@ -137,6 +137,8 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_hijack_root_logger=True,
+        # Pool processes import torch & co. at start (worker/tasks.py); that can take a while.
+        worker_proc_alive_timeout=120,
     )
     app.pixseek_settings = settings  # the worker's own settings; read by the task
     from worker.tasks import register

@@ -36,7 +36,7 @@ def generation_options(full: bool = True) -> Callable[[Callable[..., Any]], Call
             help="The text's share in the weighted fusion.",
         ),
         click.option(
-            "--seed", type=click.IntRange(0, 2**62), default=0, show_default=True,
+            "--seed", type=click.IntRange(0, 2**32 - 1 - 16), default=0, show_default=True,
             help="Seed of the first image; image i uses seed + i.",
         ),
     ]  # fmt: skip

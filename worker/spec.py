@@ -25,7 +25,7 @@ MAX_IMAGES = 16
 MAX_STEPS = 200
 MIN_SIZE, MAX_SIZE = 32, 2048
 MAX_LIMIT = 1000
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)

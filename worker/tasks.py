@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import Celery, Task, states
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 
 from pixseek.config import Settings
 from pixseek.errors import StoreBusy, UserError
@@ -146,6 +147,20 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
         if isinstance(exc, UserError):
             raise JobFailed(str(exc)) from None
         raise
+
+
+@worker_process_init.connect(weak=False)
+def _import_early(**_: Any) -> None:
+    """Import the heavy libraries when a pool process starts, not in the first job.
+
+    Imports only: no model is loaded and CUDA is not touched until a job needs them, in this
+    (already forked) process.
+    """
+    import diffusers  # noqa: F401
+    import open_clip  # noqa: F401
+    import torch  # noqa: F401
+
+    import pixseek.store  # noqa: F401
 
 
 def register(app: Celery) -> None:
