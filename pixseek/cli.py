@@ -133,5 +133,9 @@ def _register_stages() -> None:
     main.add_command(jobs_command)
     main.add_command(worker_command)
 
+    from api.cli import serve_command
+
+    main.add_command(serve_command)
+
 
 _register_stages()

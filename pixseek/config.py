@@ -67,6 +67,10 @@ class Settings:
     broker_visibility_timeout: int = 0
     # Required on every HTTP route but /health when set.
     api_key: str | None = None
+    # HTTP API: the largest request body accepted (uploaded example images included), in bytes.
+    api_max_upload_bytes: int = 20 * 1024 * 1024
+    # HTTP API without a broker: generative jobs run in this many threads of the API process.
+    api_job_threads: int = 1
     # Pixels above which an image is refused as a possible decompression bomb.
     max_image_pixels: int = 178_956_970
     # Ingest: decoding threads feeding the model.

@@ -93,10 +93,8 @@ def read_image_bytes(payload: dict[str, Any]) -> bytes | None:
     return None
 
 
-def thumbnail_data_uri(payload: dict[str, Any], size: int = THUMBNAIL_PX) -> str | None:
-    data = read_image_bytes(payload)
-    if data is None:
-        return None
+def thumbnail_jpeg(data: bytes, size: int = THUMBNAIL_PX) -> bytes | None:
+    """A JPEG at most `size` px on its longer side (EXIF orientation applied); None if unreadable."""
     from PIL import Image, ImageOps
 
     try:
@@ -108,7 +106,15 @@ def thumbnail_data_uri(payload: dict[str, Any], size: int = THUMBNAIL_PX) -> str
             picture.save(out, format="JPEG", quality=82)
     except Exception:  # a broken file must not cost the whole sheet
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+    return out.getvalue()
+
+
+def thumbnail_data_uri(payload: dict[str, Any], size: int = THUMBNAIL_PX) -> str | None:
+    data = read_image_bytes(payload)
+    thumbnail = None if data is None else thumbnail_jpeg(data, size)
+    if thumbnail is None:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(thumbnail).decode("ascii")
 
 
 _STYLE = """

@@ -1,0 +1,173 @@
+"""`create_app(settings)`: the ASGI app behind `pixseek serve`.
+
+One process serves the API and the web page. It opens the store once (the embedded store can be
+open in one process only; within it every request shares the open shards), loads the CLIP model on
+the first query that needs it and keeps it, and runs generative jobs on Celery workers or, without
+a broker, in its own threads (api/jobs.py).
+
+Auth: when PIXSEEK_API_KEY is set, every API route but /health needs the key, as `X-API-Key: KEY`
+or `Authorization: Bearer KEY`. The web page's own files (/, /static/*) hold no data and are served
+without it, so a browser can load the page and then send the key with each API call.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.errors import ApiError
+from api.images import Images
+from api.jobs import JobBackend, job_backend
+from pixseek.config import Settings, load_settings
+from pixseek.store import VectorStore, open_store
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+log = logging.getLogger("pixseek.api")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: VectorStore
+    images: Images
+    jobs: JobBackend
+
+
+def services(request: Request) -> Services:
+    return request.app.state.pixseek
+
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PIXSEEK_API_KEY")
+_bearer = HTTPBearer(auto_error=False, description="PIXSEEK_API_KEY as a bearer token")
+
+
+def require_key(
+    request: Request,
+    key: str | None = Depends(_key_header),
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+) -> None:
+    expected = services(request).settings.api_key
+    if not expected:
+        return
+    given = key or (bearer.credentials if bearer else None)
+    if given is None:
+        raise ApiError(
+            401,
+            "this server needs an API key: send it as `X-API-Key: KEY` or "
+            "`Authorization: Bearer KEY`",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(401, "wrong API key", {"WWW-Authenticate": "Bearer"})
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"the request body is larger than {limit} bytes (PIXSEEK_API_MAX_UPLOAD_BYTES)"
+        )
+
+
+class LimitsAndHeaders:
+    """Refuses request bodies above the limit (by Content-Length, or while streaming) with 413,
+    and adds `X-Content-Type-Options: nosniff` to every response."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            status = 413 if length.isdigit() else 400
+            detail = BodyTooLarge(self.limit).detail if status == 413 else "bad Content-Length"
+            await errors.error_response(status, detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+            await send(message)
+
+        await self.app(scope, limited, with_headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    from importlib.metadata import version
+
+    from api import routes_jobs, routes_search
+
+    settings = settings or load_settings()
+    store = open_store(settings)
+    jobs = job_backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="pixseek",
+        version=version("pixseek"),
+        summary="Image search over OpenCLIP embeddings in Qdrant: text, example images, "
+        "filters, and generative (text -> image -> search) jobs.",
+        docs_url=None,  # Swagger UI / ReDoc load their scripts from a CDN: not offline-safe
+        redoc_url=None,
+        openapi_url=None,  # served by routes_search.router, behind the API key
+        responses=dict(errors.ERROR_RESPONSES),
+    )
+    app.state.pixseek = Services(settings, store, Images(store), jobs)
+    errors.install(app)
+    app.add_middleware(LimitsAndHeaders, limit=settings.api_max_upload_bytes)
+
+    app.include_router(routes_search.public)
+    secured = [Depends(require_key)]
+    app.include_router(routes_search.router, dependencies=secured)
+    app.include_router(routes_jobs.router, dependencies=secured)
+    routes_search.document_search_body(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(
+            STATIC / "index.html",
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    return app

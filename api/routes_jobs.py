@@ -1,0 +1,144 @@
+"""/jobs: generative searches (generate reference images from the prompt, embed them, search)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path as FilePath
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from api.app import Services, services
+from api.errors import ApiError, ErrorOut, NotFound
+from api.routes_search import hit_out
+from api.schemas import JobBody, JobOut, JobResultOut
+from pixseek.errors import CollectionNotFound
+from pixseek.store.base import check_collection_name
+from search.filters import compile_filters
+from worker.client import JobStatus
+from worker.spec import JobSpec
+
+router = APIRouter(tags=["jobs"])
+JobParam = Path(max_length=200, description="Job id (a UUID)")
+CONFLICT = {409: {"model": ErrorOut, "description": "The job has no result (yet)"}}
+
+
+def check_job_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ApiError(422, f"{value[:80]!r} is not a job id; job ids are UUIDs") from None
+
+
+def _base(request: Request) -> str:
+    return request.scope.get("root_path", "")
+
+
+def job_out(base: str, status: JobStatus) -> JobOut:
+    done = status.state == "SUCCESS"
+    return JobOut(
+        job_id=status.job_id,
+        state=status.state,
+        status=status.describe(),
+        finished=status.finished,
+        progress=status.meta or {},
+        error=status.error,
+        result_url=f"{base}/jobs/{status.job_id}/result" if done else None,
+    )
+
+
+@router.post("/jobs", status_code=202, response_model=JobOut)
+def submit(request: Request, body: JobBody) -> JSONResponse:
+    """Queue a generative search; returns at once with the job id (poll GET /jobs/{id})."""
+    svc = services(request)
+    data = body.model_dump(exclude={"filter"})
+    if body.filter is not None:
+        data["where"] = [*body.where, json.dumps(body.filter)]
+    spec = JobSpec.from_dict(data)
+    compile_filters(spec.where, "where")  # bad input is refused before any GPU time is spent
+    if svc.store.get_collection(check_collection_name(spec.collection)) is None:
+        raise CollectionNotFound(spec.collection)
+    job_id = svc.jobs.submit(spec)
+    out = job_out(_base(request), svc.jobs.status(job_id))
+    return JSONResponse(
+        out.model_dump(), status_code=202, headers={"Location": f"{_base(request)}/jobs/{job_id}"}
+    )
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def status(request: Request, job_id: str = JobParam) -> JobOut:
+    """State and progress: QUEUED ... GENERATING (done/total, step/steps) ... SUCCESS."""
+    svc = services(request)
+    return job_out(_base(request), svc.jobs.status(check_job_id(job_id)))
+
+
+def _finished_result(svc: Services, job_id: str) -> dict[str, Any]:
+    status = svc.jobs.status(check_job_id(job_id))
+    if status.state == "SUCCESS" and status.result is not None:
+        return status.result
+    if status.state == "FAILURE":
+        raise ApiError(409, f"job {status.job_id} failed: {status.error}")
+    if status.state == "REVOKED":
+        raise ApiError(409, f"job {status.job_id} was cancelled; it has no result")
+    raise ApiError(409, f"job {status.job_id} is not finished ({status.describe()})")
+
+
+@router.get("/jobs/{job_id}/result", response_model=JobResultOut, responses=CONFLICT)
+def result(request: Request, job_id: str = JobParam) -> dict[str, Any]:
+    """The generated images (with download URLs) and the ranked hits of a finished job."""
+    svc = services(request)
+    found = _finished_result(svc, job_id)
+    base, collection = _base(request), found.get("collection", "")
+    job_url = f"{base}/jobs/{found.get('job_id', job_id)}"
+    generated = [
+        {**record, "url": f"{job_url}/images/{index}"}
+        for index, record in enumerate(found.get("generated") or [])
+    ]
+    hits = [hit_out(base, collection, hit.get("rank", 0), hit) for hit in found.get("hits") or []]
+    return {**found, "generated": generated, "hits": [h.model_dump() for h in hits]}
+
+
+@router.get(
+    "/jobs/{job_id}/images/{index}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **CONFLICT,
+    },
+)
+def generated_image(
+    request: Request, job_id: str = JobParam, index: int = Path(ge=0, le=1000)
+) -> FileResponse:
+    """Generated reference image number `index` of a finished job (PNG)."""
+    svc = services(request)
+    found = _finished_result(svc, job_id)
+    records = found.get("generated") or []
+    if index >= len(records):
+        raise NotFound(f"job {job_id} generated {len(records)} image(s); there is no {index}")
+    path = _inside_cache(svc, records[index].get("path"))
+    if path is None:
+        raise NotFound(
+            f"generated image {index} of job {job_id} is not on this server's disk "
+            "(workers and the API need the same PIXSEEK_DATA_DIR)"
+        )
+    return FileResponse(path, media_type="image/png", filename=f"{job_id}-{index}.png")
+
+
+def _inside_cache(svc: Services, recorded: Any) -> FilePath | None:
+    """The job result's own path, only when it is a file inside the generated-image cache."""
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    cache = (svc.settings.cache_dir / "generated").resolve()
+    path = FilePath(recorded).resolve()
+    if not path.is_relative_to(cache) or path.suffix != ".png" or not path.is_file():
+        return None
+    return path
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut)
+def cancel(request: Request, job_id: str = JobParam) -> JobOut:
+    """Cancel a job: at once when queued, within one denoising step when running."""
+    svc = services(request)
+    return job_out(_base(request), svc.jobs.cancel(check_job_id(job_id)))

@@ -1,0 +1,262 @@
+"""/health, /openapi.json, /collections, /search and the image routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from api.app import Services, services
+from api.errors import ApiError, ErrorOut
+from api.images import ImageBytes
+from api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody, SearchOut
+from api.uploads import SearchInput, read_search
+from pixseek.errors import CollectionNotFound, UserError
+from pixseek.store.base import CLIP_VECTOR, Hit, check_collection_name
+from search.engine import run_search
+from search.filters import compile_filters, parse_where
+from search.query import Composed, QuerySpec, build_query
+from search.render import hit_record
+from search.text_encoder import QueryEncoder, query_encoder
+
+public = APIRouter(tags=["service"])
+router = APIRouter()
+IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The image",
+        "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in ("image/*",)},
+    },
+    304: {"description": "Not modified (If-None-Match)"},
+}
+CollectionParam = Path(max_length=200, description="Collection name")
+PointParam = Path(max_length=200, description="Point id (a UUID)")
+
+
+@public.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def health(request: Request) -> JSONResponse:
+    """Store, job broker and model status; needs no API key. 503 when the store or broker fails."""
+    from importlib.metadata import version
+
+    from pixseek.models.t2i import loaded_models
+
+    svc = services(request)
+    settings = svc.settings
+    store: dict[str, Any] = {"backend": "qdrant" if settings.qdrant_url else "embedded"}
+    try:
+        store.update(ok=True, collections=len(svc.store.list_collections()))
+    except Exception as exc:  # any failure here is what /health is for
+        store.update(ok=False, detail=str(exc).splitlines()[0] if str(exc) else repr(exc))
+    jobs = svc.jobs.health()
+    if jobs["mode"] == "broker" and not settings.qdrant_url:
+        jobs["warning"] = (
+            "jobs run on workers but the store is embedded (one process only): "
+            "use a Qdrant server (PIXSEEK_QDRANT_URL) with workers"
+        )
+    encoder = query_encoder(settings)
+    model = {
+        "clip": settings.clip_model,
+        "clip_loaded": getattr(encoder, "_model", None) is not None,
+        "t2i": settings.t2i_model,
+        "t2i_loaded": settings.t2i_model in loaded_models(),
+    }
+    ok = store["ok"] and jobs["ok"]
+    body = HealthOut(
+        status="ok" if ok else "degraded",
+        version=version("pixseek"),
+        auth=bool(settings.api_key),
+        store=store,
+        jobs=jobs,
+        model=model,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+def _collection_out(info: Any) -> CollectionOut:
+    models = (info.metadata or {}).get("models", {})
+    return CollectionOut(name=info.name, points=info.points, vectors=info.vectors, models=models)
+
+
+@router.get("/collections", response_model=list[CollectionOut], tags=["collections"])
+def collections(request: Request) -> list[CollectionOut]:
+    """Every collection: name, point count, vector sizes, the models that built it."""
+    return [_collection_out(info) for info in services(request).store.list_collections()]
+
+
+@router.get("/collections/{collection}", response_model=CollectionOut, tags=["collections"])
+def collection(request: Request, collection: str = CollectionParam) -> CollectionOut:
+    info = services(request).store.get_collection(check_collection_name(collection))
+    if info is None:
+        raise CollectionNotFound(collection)
+    return _collection_out(info)
+
+
+def _search_request_body() -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/SearchBody"}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ref},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["query"],
+                    "properties": {
+                        "query": ref,
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "maxItems": 8,
+                        },
+                    },
+                },
+                "encoding": {"query": {"contentType": "application/json"}},
+            },
+        },
+    }
+
+
+@router.post(
+    "/search",
+    response_model=SearchOut,
+    tags=["search"],
+    openapi_extra={"requestBody": _search_request_body()},
+    responses={415: {"model": ErrorOut, "description": "Neither JSON nor multipart"}},
+)
+async def search(request: Request) -> SearchOut:
+    """Search by text, uploaded example images, stored points, a composed query, and filters.
+
+    Send the search as JSON (`SearchBody`), or as multipart/form-data with the same JSON in a
+    `query` part and up to 8 example images as `images` parts (weights: `image_weights`).
+    Scores are cosine similarities; results come with image and thumbnail URLs.
+    """
+    svc = services(request)
+    given = await read_search(request, svc.settings.max_image_pixels)
+    try:
+        return await run_in_threadpool(_search, svc, given, request.scope.get("root_path", ""))
+    finally:
+        given.cleanup()
+
+
+def _needs_model(spec: QuerySpec) -> bool:
+    return any(isinstance(t, Composed) or t.kind != "point" for t in spec.terms)
+
+
+def ensure_model(encoder: QueryEncoder) -> None:
+    """Load the CLIP model now, so a model that cannot load is a 503, not bad input."""
+    try:
+        encoder.model  # noqa: B018 - loads on first use
+    except UserError as exc:
+        raise ApiError(503, f"the CLIP model cannot be loaded: {exc}") from None
+
+
+def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
+    body = given.body
+    check_collection_name(body.collection)
+    spec = build_query(given.query_input())
+    given.check_terms(spec)
+    flt = compile_filters(body.where, "where")
+    if body.filter is not None:
+        raw = parse_where(json.dumps(body.filter), "filter")
+        flt = raw if flt is None else type(raw)(must=[flt, raw])
+    info = svc.store.get_collection(body.collection)
+    if info is None:
+        raise CollectionNotFound(body.collection)
+    if CLIP_VECTOR not in info.vectors:
+        raise ApiError(422, f"collection {body.collection!r} has no {CLIP_VECTOR!r} vectors")
+    encoder = query_encoder(svc.settings)
+    if _needs_model(spec):
+        ensure_model(encoder)
+    hits = run_search(
+        svc.store,
+        encoder,
+        body.collection,
+        spec,
+        filter=flt,
+        limit=body.limit,
+        offset=body.offset,
+        threshold=body.threshold,
+        max_pixels=svc.settings.max_image_pixels,
+    )
+    more = len(hits) == body.limit and body.offset + body.limit <= MAX_OFFSET
+    return SearchOut(
+        collection=body.collection,
+        query=given.describe(spec),
+        limit=body.limit,
+        offset=body.offset,
+        next_offset=body.offset + len(hits) if more else None,
+        hits=[hit_out(base, body.collection, body.offset + i + 1, h) for i, h in enumerate(hits)],
+    )
+
+
+def hit_out(base: str, collection: str, rank: int, hit: Hit | dict[str, Any]) -> HitOut:
+    record = hit_record(rank, hit) if isinstance(hit, Hit) else dict(hit)
+    url = f"{base}/images/{collection}/{record['id']}"
+    return HitOut(**record, image_url=url, thumbnail_url=f"{url}/thumbnail")
+
+
+def document_search_body(app: FastAPI) -> None:
+    """Put SearchBody (read by hand from JSON or multipart) into the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            body = SearchBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["SearchBody"] = body
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _image_response(request: Request, image: ImageBytes) -> Response:
+    etag = f'"{image.etag}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=86400",
+        "Content-Disposition": f'inline; filename="{image.filename}"',
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(image.data, media_type=image.media_type, headers=headers)
+
+
+@router.get(
+    "/images/{collection}/{point_id}",
+    response_class=Response,
+    responses=IMAGE_RESPONSE,
+    tags=["images"],
+)
+def image(
+    request: Request, collection: str = CollectionParam, point_id: str = PointParam
+) -> Response:
+    """The original image of a stored point, read from where it was ingested."""
+    svc = services(request)
+    return _image_response(request, svc.images.original(collection, point_id))
+
+
+@router.get(
+    "/images/{collection}/{point_id}/thumbnail",
+    response_class=Response,
+    responses=IMAGE_RESPONSE,
+    tags=["images"],
+)
+def thumbnail(
+    request: Request,
+    collection: str = CollectionParam,
+    point_id: str = PointParam,
+    size: int = Query(256, ge=32, le=1024, description="Longer side in pixels"),
+) -> Response:
+    """A JPEG thumbnail of a stored point (cached in memory)."""
+    svc = services(request)
+    return _image_response(request, svc.images.thumbnail(collection, point_id, size))

@@ -1,0 +1,275 @@
+// pixseek web page: plain JS over the HTTP API (no framework, no CDN).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { like: null, offset: 0, body: null, file: null, job: null, blobs: [] };
+const KEY = "pixseek.apiKey";
+
+function apiKey() { return localStorage.getItem(KEY) || ""; }
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (apiKey()) h["X-API-Key"] = apiKey();
+  return h;
+}
+
+async function api(path, options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = headers(opts.headers);
+  const response = await fetch(path, opts);
+  if (response.status === 401) {
+    $("key-box").hidden = false;
+    $("api-key").focus();
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || `${response.status} ${response.statusText}`);
+  return data;
+}
+
+function message(text, isError) {
+  $("message").textContent = text || "";
+  $("message").className = isError ? "error" : "";
+}
+
+// Images: plain URLs, or with an API key, fetched with the header and shown as blob: URLs.
+function setImage(img, url) {
+  if (!apiKey()) { img.src = url; return; }
+  fetch(url, { headers: headers() })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.status))))
+    .then((blob) => { const u = URL.createObjectURL(blob); state.blobs.push(u); img.src = u; })
+    .catch(() => { img.alt = "image unavailable"; });
+}
+
+function releaseBlobs() {
+  state.blobs.forEach((u) => URL.revokeObjectURL(u));
+  state.blobs = [];
+}
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function labelsOf(payload) {
+  const labels = payload.labels;
+  return Array.isArray(labels) ? labels.join(", ") : labels ? String(labels) : "";
+}
+
+function card(hit) {
+  const figure = el("figure", "card");
+  figure.dataset.id = hit.id;
+  const link = el("a", "pic");
+  link.href = hit.image_url;
+  link.target = "_blank";
+  link.rel = "noopener";
+  const img = el("img");
+  img.loading = "lazy";
+  img.alt = hit.source || hit.id;
+  setImage(img, hit.thumbnail_url);
+  link.appendChild(img);
+  const caption = el("figcaption");
+  caption.appendChild(el("span", "score", `#${hit.rank} · ${hit.score.toFixed(4)}`));
+  caption.appendChild(el("span", "source", hit.source || hit.id));
+  const labels = labelsOf(hit.payload || {});
+  if (labels) caption.appendChild(el("span", "labels", labels));
+  const more = el("button", "like", "More like this");
+  more.type = "button";
+  more.addEventListener("click", () => moreLikeThis(hit));
+  caption.appendChild(more);
+  figure.append(link, caption);
+  return figure;
+}
+
+function showHits(hits, append) {
+  const grid = $("grid");
+  if (!append) { releaseBlobs(); grid.replaceChildren(); }
+  hits.forEach((hit) => grid.appendChild(card(hit)));
+}
+
+function filters() {
+  const text = $("where").value.trim();
+  if (!text) return [];
+  if (text.startsWith("{")) return [text];
+  return text.split(/\s+AND\s+/).map((s) => s.trim()).filter(Boolean);
+}
+
+function searchBody() {
+  const body = {
+    collection: $("collection").value,
+    q: $("q").value.trim(),
+    where: filters(),
+    limit: Number($("limit").value),
+  };
+  if (state.like) body.like = [state.like.id];
+  return body;
+}
+
+async function postSearch(body, file) {
+  if (!file) {
+    return api("search", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  }
+  const form = new FormData();
+  form.append("query", new Blob([JSON.stringify(body)], { type: "application/json" }));
+  form.append("images", file, file.name);
+  return api("search", { method: "POST", body: form });
+}
+
+async function search(append) {
+  if (!append) {
+    state.body = searchBody();
+    state.file = $("image").files[0] || null;
+    state.offset = 0;
+    $("generated").hidden = true;
+  }
+  const body = Object.assign({}, state.body, { offset: state.offset });
+  if (!body.collection) { message("No collection yet: ingest one with `pixseek ingest`.", true); return; }
+  if (!body.q && !body.like && !state.file) { message("Type something to search for.", true); return; }
+  message("Searching…");
+  try {
+    const result = await postSearch(body, state.file);
+    showHits(result.hits, append);
+    state.offset = result.next_offset;
+    $("more").hidden = result.next_offset === null;
+    const shown = $("grid").children.length;
+    message(`${shown} result${shown === 1 ? "" : "s"} for ${result.query}`);
+  } catch (err) {
+    message(err.message, true);
+  }
+}
+
+function moreLikeThis(hit) {
+  state.like = hit;
+  $("q").value = "";
+  $("image").value = "";
+  $("like-bar").hidden = false;
+  $("like-id").textContent = hit.source || hit.id;
+  setImage($("like-thumb"), hit.thumbnail_url);
+  search(false);
+  window.scrollTo({ top: 0, behavior: "smooth" });
+}
+
+function clearLike() {
+  state.like = null;
+  $("like-bar").hidden = true;
+}
+
+// -- generative search ------------------------------------------------------------------------
+
+function fraction(job) {
+  const p = job.progress || {};
+  if (job.finished) return 1;
+  if (job.state === "GENERATING") {
+    const total = Math.max(1, p.total || 1), steps = Math.max(1, p.steps || 1);
+    const done = (p.done || 0) + ((p.batch || 0) * (p.step || 0)) / steps;
+    return 0.05 + 0.85 * Math.min(1, done / total);
+  }
+  return { QUEUED: 0, STARTED: 0.01, LOADING: 0.03, EMBEDDING: 0.92, SEARCHING: 0.97 }[job.state] || 0.02;
+}
+
+function showGenerated(result) {
+  const grid = $("generated-grid");
+  grid.replaceChildren();
+  (result.generated || []).forEach((g) => {
+    const figure = el("figure");
+    const img = el("img");
+    img.alt = `generated image, seed ${g.seed}`;
+    setImage(img, g.url);
+    figure.append(img, el("figcaption", "muted", `seed ${g.seed}`));
+    grid.appendChild(figure);
+  });
+  $("generated").hidden = grid.children.length === 0;
+}
+
+async function generate() {
+  const prompt = $("q").value.trim();
+  if (!prompt) { message("Type a description to generate reference images from.", true); return; }
+  clearLike();
+  const body = { prompt, collection: $("collection").value, where: filters(),
+    limit: Number($("limit").value), n_images: 4 };
+  try {
+    const job = await api("jobs", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body) });
+    state.job = job.job_id;
+    $("job").hidden = false;
+    message("");
+    follow(job.job_id);
+  } catch (err) {
+    message(err.message, true);
+  }
+}
+
+async function follow(jobId) {
+  while (state.job === jobId) {
+    let job;
+    try { job = await api(`jobs/${jobId}`); } catch (err) { message(err.message, true); break; }
+    $("job-status").textContent = job.status;
+    $("job-progress").value = fraction(job);
+    if (job.finished) {
+      if (job.state === "SUCCESS") {
+        const result = await api(`jobs/${jobId}/result`);
+        showGenerated(result);
+        showHits(result.hits, false);
+        $("more").hidden = true;
+        message(`${result.hits.length} results for "${result.query.prompt}" (${result.fusion} fusion)`);
+      } else {
+        message(job.error || job.status, job.state === "FAILURE");
+      }
+      state.job = null;
+      setTimeout(() => { if (!state.job) $("job").hidden = true; }, 1500);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 400));
+  }
+}
+
+async function cancelJob() {
+  if (!state.job) return;
+  try { await api(`jobs/${state.job}`, { method: "DELETE" }); } catch (err) { message(err.message, true); }
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+async function loadCollections() {
+  try {
+    const list = await api("collections");
+    const select = $("collection");
+    select.replaceChildren();
+    list.forEach((c) => select.appendChild(new Option(`${c.name} (${c.points})`, c.name)));
+    const saved = localStorage.getItem("pixseek.collection");
+    if (saved && list.some((c) => c.name === saved)) select.value = saved;
+    if (!list.length) message("No collections yet: ingest one with `pixseek ingest PATH -c NAME`.");
+  } catch (err) {
+    message(err.message, true);
+  }
+}
+
+async function loadHealth() {
+  try {
+    const response = await fetch("health");
+    const h = await response.json();
+    const jobs = h.jobs.mode === "broker" ? "workers" : "in-process jobs";
+    $("health").textContent = `${h.status} · ${h.store.backend} store · ${jobs} · ${h.model.clip}`;
+  } catch (err) {
+    $("health").textContent = "server unreachable";
+  }
+}
+
+$("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
+$("more").addEventListener("click", () => search(true));
+$("generate-btn").addEventListener("click", generate);
+$("job-cancel").addEventListener("click", cancelJob);
+$("like-clear").addEventListener("click", clearLike);
+$("collection").addEventListener("change", () =>
+  localStorage.setItem("pixseek.collection", $("collection").value));
+$("api-key").addEventListener("change", () => {
+  localStorage.setItem(KEY, $("api-key").value.trim());
+  loadCollections();
+});
+loadHealth();
+loadCollections();

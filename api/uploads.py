@@ -1,0 +1,147 @@
+"""A search request as the engine takes it: the body parsed, uploads checked and kept in a temp dir.
+
+`POST /search` takes JSON, or multipart/form-data with a `query` part (the same JSON) and up to
+MAX_UPLOADS `images` parts. Each upload is decoded once here (size, pixel limit, format) so a bad
+one is refused with its own file name, then written to a private temp dir; the engine reads it
+back from there as an image term. Image terms are accepted only for those temp files: a query word
+that looks like a path (`./x.jpg`, `/etc/passwd.png`) is refused, so no path from the request
+reaches the filesystem.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from api.errors import ApiError, validation_message
+from api.schemas import MAX_UPLOADS, SearchBody
+from search.query import Composed, QueryInput, QuerySpec, Term
+
+MAX_FIELD_BYTES = 256 * 1024
+
+
+@dataclass
+class Upload:
+    name: str  # as the client sent it; shown in messages and the query description only
+    path: Path  # our temp file
+
+
+@dataclass
+class SearchInput:
+    body: SearchBody
+    uploads: list[Upload] = field(default_factory=list)
+    tmpdir: Path | None = None
+
+    def query_input(self) -> QueryInput:
+        weights = self.body.image_weights or [1.0] * len(self.uploads)
+        if len(weights) != len(self.uploads):
+            raise ApiError(
+                422,
+                f"image_weights has {len(weights)} value(s) for {len(self.uploads)} uploaded "
+                "image(s); give one weight per image",
+            )
+        images = []
+        for weight, upload in zip(weights, self.uploads, strict=True):
+            if weight == 0 or abs(weight) < 1e-3 or abs(weight) > 1e3:
+                raise ApiError(422, "image weights must be between 0.001 and 1000 (or negative)")
+            sign = "-" if weight < 0 else ""
+            images.append(f"{sign}{abs(weight):.6f}:{upload.path}")
+        return QueryInput(
+            words=self.body.q.split(),
+            images=images,
+            likes=self.body.like,
+            modify=self.body.modify,
+            modify_weight=self.body.modify_weight,
+            ensemble=self.body.ensemble,
+        )
+
+    def check_terms(self, spec: QuerySpec) -> None:
+        """Refuse image terms that are not our uploads (paths typed into the query)."""
+        ours = {str(upload.path) for upload in self.uploads}
+        for term in spec.terms:
+            ref = term.reference if isinstance(term, Composed) else term
+            if isinstance(ref, Term) and ref.kind == "image" and ref.value not in ours:
+                raise ApiError(
+                    422,
+                    f"query term {ref.value[:80]!r} looks like an image path; the API does not "
+                    "read server files: upload the image as an `images` part instead",
+                )
+
+    def describe(self, spec: QuerySpec) -> str:
+        text = spec.describe()
+        for upload in self.uploads:
+            text = text.replace(f"image:{upload.path}", f"upload:{upload.name}")
+        return text
+
+    def cleanup(self) -> None:
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+
+def _body(raw: bytes | str) -> SearchBody:
+    try:
+        return SearchBody.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":
+            raise ApiError(422, f"the body is not valid JSON: {errors[0].get('msg')}") from None
+        raise ApiError(422, validation_message(errors)) from None
+
+
+async def read_search(request: Request, max_pixels: int) -> SearchInput:
+    """Parse JSON or multipart; the caller must call `cleanup()` when done."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/json", ""):
+        return SearchInput(_body(await request.body()))
+    if content_type != "multipart/form-data":
+        raise ApiError(
+            415, f"unsupported content type {content_type!r}; send application/json or "
+            "multipart/form-data (a `query` part and `images` parts)",
+        )  # fmt: skip
+    form = await request.form(max_files=MAX_UPLOADS, max_fields=4, max_part_size=MAX_FIELD_BYTES)
+    try:
+        unknown = sorted(set(form.keys()) - {"query", "images"})
+        if unknown:
+            raise ApiError(422, f"unknown form part(s) {', '.join(unknown)}; use query and images")
+        query = form.get("query")
+        if not isinstance(query, str):
+            raise ApiError(422, "the form has no `query` part (the search as JSON)")
+        search = SearchInput(_body(query))
+        files = form.getlist("images")
+        if len(files) > MAX_UPLOADS:
+            raise ApiError(413, f"{len(files)} images uploaded; the limit is {MAX_UPLOADS}")
+        if files:
+            search.tmpdir = Path(tempfile.mkdtemp(prefix="pixseek-upload-"))
+        try:
+            for index, part in enumerate(files):
+                name = str(getattr(part, "filename", None) or f"image {index + 1}")[:120]
+                if isinstance(part, str):
+                    raise ApiError(422, f"`images` part {index + 1} is text, not a file upload")
+                data = await part.read()
+                _check_image(data, name, max_pixels)
+                path = search.tmpdir / f"{index}.img"  # type: ignore[operator]
+                path.write_bytes(data)
+                search.uploads.append(Upload(name, path))
+        except BaseException:
+            search.cleanup()
+            raise
+        return search
+    finally:
+        await form.close()
+
+
+def _check_image(data: bytes, name: str, max_pixels: int) -> None:
+    from ingest.decode import ImageRejected, decode_image
+
+    if not data:
+        raise ApiError(422, f"uploaded image {name!r} is empty")
+    try:
+        decode_image(data, max_pixels)
+    except ImageRejected as exc:
+        raise ApiError(422, f"uploaded image {name!r} cannot be used: {exc}") from None
