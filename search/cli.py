@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from worker.cli import generation_options
+
 # rclip-style terms that start with a dash: `-:grass`, `-2:grass`, `-./dog.jpg`, `-/abs/dog.jpg`.
 _DASH_TERM = re.compile(r"^[+-]((\d+(\.\d*)?|\.\d+)?:|\.{1,2}[/\\]|/|~/)")
 
@@ -98,6 +100,15 @@ class SearchCommand(click.Command):
     type=click.Path(dir_okay=False, writable=True),
     help="Also write a self-contained HTML contact sheet with thumbnails.",
 )
+# -- generative search (worker/cli.py): --generate [--n-images N] [--fusion F] [--alpha A] [--seed S]
+@click.option(
+    "--generate",
+    is_flag=True,
+    help="Visualize, then retrieve: generate images from the text with a diffusion model and "
+    "search with them too (queued on a GPU worker when PIXSEEK_BROKER_URL is set).",
+)
+@generation_options(full=False)
+# -- end generative search
 @click.pass_context
 def search_command(
     ctx: click.Context,
@@ -114,6 +125,8 @@ def search_command(
     no_ensemble: bool,
     as_json: bool,
     html_path: str | None,
+    generate: bool = False,
+    **generation: Any,  # --n-images, --fusion, --alpha, --seed (used with --generate)
 ) -> None:
     """Find images by text, example images, stored points, or a mix.
 
@@ -131,6 +144,24 @@ def search_command(
     from search.query import QueryInput, build_query
     from search.text_encoder import query_encoder
 
+    if generate:  # -- generative search: delegated to worker/cli.py
+        from worker.cli import search_generate
+
+        ignored = {"image": images, "like": likes, "modify": modify, "offset": offset}
+        search_generate(
+            ctx,
+            query,
+            collection,
+            ignored,
+            as_json,
+            html_path,
+            limit=limit,
+            wheres=wheres,
+            threshold=threshold,
+            ensemble=not no_ensemble,
+            **generation,
+        )
+        return
     settings = settings_from(ctx)
     spec = build_query(
         QueryInput(

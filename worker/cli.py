@@ -77,19 +77,56 @@ def build_spec(prompt: str, collection: str, **given: Any) -> Any:
         limit=given.get("limit", 10),
         threshold=given.get("threshold"),
         where=tuple(given.get("wheres") or ()),
+        ensemble=given.get("ensemble", True),
     ).validated()
 
 
-def _output(result: dict[str, Any], as_json: bool, html_path: str | None) -> None:
+def _output(
+    result: dict[str, Any], as_json: bool, html_path: str | None, hit_lines: bool = False
+) -> None:
     from worker.render import summary, write_page
 
-    click.echo(json.dumps(result, ensure_ascii=False, default=str) if as_json else summary(result))
+    if as_json and hit_lines:  # as `pixseek search --json`: one object per hit
+        for hit in result["hits"]:
+            click.echo(json.dumps(hit, ensure_ascii=False, default=str))
+        for image in result["generated"]:
+            click.echo(f"pixseek: generated (seed {image['seed']}): {image['path']}", err=True)
+    elif as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        click.echo(summary(result))
     if html_path:
         write_page(Path(html_path), result)
 
 
+def search_generate(
+    ctx: click.Context,
+    words: tuple[str, ...],
+    collection: str,
+    ignored: dict[str, Any],
+    as_json: bool,
+    html_path: str | None,
+    **given: Any,
+) -> None:
+    """`pixseek search TEXT --generate`: the words are the prompt, the search options apply."""
+    from pixseek.cli import settings_from
+    from pixseek.errors import UserError
+    from search.filters import compile_filters
+
+    used = [f"--{name.replace('_', '-')}" for name, value in ignored.items() if value]
+    if used:
+        raise UserError(f"--generate takes query text only; leave out {', '.join(used)}")
+    spec = build_spec(" ".join(words), collection, **given)
+    compile_filters(spec.where)
+    run_generate(settings_from(ctx), spec, as_json, html_path, hit_lines=True)
+
+
 def run_generate(
-    settings: Settings, spec: Any, as_json: bool = False, html_path: str | None = None
+    settings: Settings,
+    spec: Any,
+    as_json: bool = False,
+    html_path: str | None = None,
+    hit_lines: bool = False,
 ) -> dict[str, Any]:
     """`search --generate`: in-process without a broker, else queued and followed."""
     from worker.render import ProgressDisplay
@@ -110,7 +147,7 @@ def run_generate(
             result = run_job(settings, spec, str(uuid.uuid4()), display)
     finally:
         display.close()
-    _output(result, as_json, html_path)
+    _output(result, as_json, html_path, hit_lines)
     return result
 
 

@@ -24,7 +24,13 @@ from PIL import Image
 
 from pixseek.config import Settings
 from pixseek.errors import CollectionNotFound, UserError
-from pixseek.models.t2i import GenerationParams, load_t2i, loaded_models, model_fingerprint
+from pixseek.models.t2i import (
+    GenerationParams,
+    check_source,
+    load_t2i,
+    loaded_models,
+    model_fingerprint,
+)
 from pixseek.store import open_store
 from pixseek.store.base import CLIP_VECTOR, DINO_VECTOR, CollectionInfo, SearchRequest
 from search.engine import check_model
@@ -100,6 +106,7 @@ class _Job:
         started = time.perf_counter()
         if missing:
             if settings.t2i_model not in loaded_models():
+                check_source(settings.t2i_model)
                 self.report("LOADING", model=settings.t2i_model)
             t2i = load_t2i(settings.t2i_model, settings.device)
             self.timings["load"] = round(time.perf_counter() - started, 4)
@@ -153,7 +160,7 @@ class _Job:
         self.report("EMBEDDING", images=len(images))
         started = time.perf_counter()
         encoder = query_encoder(self.settings)
-        text = encoder.encode_text(self.spec.prompt)
+        text = encoder.encode_text(self.spec.prompt, self.spec.ensemble)
         usable = [img for img, rec in zip(images, records, strict=True) if not rec.get("flagged")]
         if len(usable) < len(images):
             self.warnings.append(

@@ -44,6 +44,7 @@ class JobSpec:
     limit: int = 10
     threshold: float | None = None
     where: tuple[str, ...] = ()  # filter expressions (search/filters.py), ANDed
+    ensemble: bool = True  # prompt-template ensembling of the text query (not of generation)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,6 +105,8 @@ class JobSpec:
                     raise UserError(f"{name} must be a multiple of 8 (got {value})")
         if self.threshold is not None:
             _number("threshold", self.threshold, -1.0, 1.0)
+        if not isinstance(self.ensemble, bool):
+            raise UserError("ensemble must be true or false")
         return replace(self, prompt=prompt)
 
     def generation(self, settings: Settings) -> GenerationParams:

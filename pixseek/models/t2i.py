@@ -179,6 +179,19 @@ def _reason(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
+def check_source(model: str) -> str:
+    """The path or Hub id to load; a local directory must hold a diffusers pipeline."""
+    if not is_local_model(model):
+        return model
+    source = str(Path(model).expanduser())
+    if not (Path(source) / "model_index.json").is_file():
+        raise UserError(
+            f"text-to-image model directory {source} does not exist or has no model_index.json; "
+            "set PIXSEEK_T2I_MODEL to a Hub id or a directory written by save_pretrained"
+        )
+    return source
+
+
 def _load_pipeline(model: str, dtype: torch.dtype) -> Any:
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
     from diffusers.utils import deprecation_utils
@@ -191,12 +204,7 @@ def _load_pipeline(model: str, dtype: torch.dtype) -> Any:
     # diffusers renamed `torch_dtype` to `dtype` (the old name still works, with a warning).
     renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
     options = {"dtype" if renamed else "torch_dtype": dtype}
-    source = str(Path(model).expanduser()) if is_local_model(model) else model
-    if is_local_model(model) and not (Path(source) / "model_index.json").is_file():
-        raise UserError(
-            f"text-to-image model directory {source} does not exist or has no model_index.json; "
-            "set PIXSEEK_T2I_MODEL to a Hub id or a directory written by save_pretrained"
-        )
+    source = check_source(model)
     try:
         try:
             return AutoPipelineForText2Image.from_pretrained(source, **options)
