@@ -385,6 +385,26 @@ def test_unknown_job_and_unreachable_broker(deployment):
     assert code == 2 and "cannot reach the broker at redis://:**@127.0.0.1:1/0" in err
 
 
+def pool_children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def test_job_survives_sigkill_of_its_pool_process(deployment, recorder):
+    """The process running the job dies (OOM killer...): the job goes straight back to the queue."""
+    job_id = submit(deployment, "a boat on a lake", "-c", "coco", "--seed", "700", *SLOW)
+    recorder.wait_for(job_id, lambda s, m: s == "GENERATING" and m["step"] >= 2)
+    children = pool_children(deployment.worker.proc.pid)
+    assert len(children) == 1
+    os.kill(children[0], signal.SIGKILL)
+    events = recorder.until_final(job_id, timeout=120)
+    assert events[-1][0] == "SUCCESS", events
+    result = deployment.client().result(job_id)
+    assert result["deliveries"] == 2 and result["generated_now"] == 1
+    assert pool_children(deployment.worker.proc.pid) != children  # a fresh pool process
+    assert "WorkerLostError" in deployment.worker.output()
+
+
 def test_job_survives_sigkill_of_its_worker(deployment, recorder):
     job_id = submit(deployment, "a horse on a beach", "-c", "coco", "--seed", "500", *SLOW)
     recorder.wait_for(job_id, lambda s, m: s == "GENERATING" and m["step"] >= 2)

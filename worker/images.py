@@ -54,6 +54,13 @@ class ImageCache:
         except (OSError, ValueError):
             return None
 
+    def meta(self, key: str) -> dict[str, Any]:
+        """The sidecar written with the image ({} when missing or unreadable)."""
+        try:
+            return json.loads(self.path(key).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

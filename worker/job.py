@@ -99,7 +99,13 @@ class _Job:
             if cached is not None:
                 images[index] = cached
         records = [
-            {"index": i, "seed": seed, "path": str(cache.path(keys[i])), "cached": i in images}
+            {
+                "index": i,
+                "seed": seed,
+                "path": str(cache.path(keys[i])),
+                "cached": i in images,
+                "flagged": i in images and bool(cache.meta(keys[i]).get("flagged")),
+            }
             for i, seed in enumerate(spec.seeds)
         ]
         missing = [i for i in range(spec.n_images) if i not in images]
@@ -144,7 +150,12 @@ class _Job:
 
                 generated = t2i.generate(params, [spec.seeds[i] for i in chunk], on_step)
                 for index, item in zip(chunk, generated, strict=True):
-                    meta = {"model": settings.t2i_model, "seed": item.seed, **asdict(params)}
+                    meta = {
+                        "model": settings.t2i_model,
+                        "seed": item.seed,
+                        "flagged": item.flagged,
+                        **asdict(params),
+                    }
                     cache.put(keys[index], item.image, meta)
                     images[index] = item.image
                     records[index]["flagged"] = item.flagged
@@ -216,16 +227,19 @@ def run_job(
     params = spec.generation(settings)
     flt = compile_filters(spec.where)
     store = open_store(settings)
-    info = store.get_collection(spec.collection)
-    if info is None:
-        raise CollectionNotFound(spec.collection)
-    if CLIP_VECTOR not in info.vectors:
-        raise UserError(f"collection {spec.collection!r} has no {CLIP_VECTOR!r} vectors to search")
-    check_model(info, query_encoder(settings))
-    job.check_cancel()
-    images, records = job.generate(params) if spec.n_images else ([], [])
-    text, vectors = job.embed(info, images, records)
-    hits, kind = job.search(text, vectors, store, flt)
+    try:
+        info = store.get_collection(spec.collection)
+        if info is None:
+            raise CollectionNotFound(spec.collection)
+        if CLIP_VECTOR not in info.vectors:
+            raise UserError(f"collection {spec.collection!r} has no {CLIP_VECTOR!r} vectors")
+        check_model(info, query_encoder(settings))
+        job.check_cancel()
+        images, records = job.generate(params) if spec.n_images else ([], [])
+        text, vectors = job.embed(info, images, records)
+        hits, kind = job.search(text, vectors, store, flt)
+    finally:
+        store.close()  # a server client's connections; the embedded store only flushes
     job.timings["total"] = round(time.perf_counter() - started, 4)
     return {
         "job_id": job_id,

@@ -90,6 +90,19 @@ def is_transient(exc: BaseException) -> bool:
         return False
 
 
+_clients: dict[tuple[int, str], Any] = {}
+
+
+def control_client(settings: Settings) -> Any:
+    """One Redis client per process for the per-job keys (connections are pooled)."""
+    import os
+
+    key = (os.getpid(), backend_url(settings))
+    if key not in _clients:
+        _clients[key] = redis_client(key[1])
+    return _clients[key]
+
+
 def backoff_seconds(retries: int, settings: Settings) -> float:
     """5, 10, 20, 40 s... with jitter, and well inside the visibility timeout."""
     ceiling = min(300.0, visibility_timeout(settings) / 2)
@@ -112,7 +125,7 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
     if done.get("status") == states.SUCCESS:
         log.info("job %s was already done; returning its stored result", job_id)
         return done["result"]
-    control = JobControl(redis_client(backend_url(settings)), job_id)
+    control = JobControl(control_client(settings), job_id)
     if control.cancel_requested():
         raise _cancelled(task, job_id)
     deliveries = control.count_delivery(task.request.retries)
@@ -139,6 +152,7 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
         ) from None
     except Exception as exc:
         if is_transient(exc):
+            _release_gpu_memory()
             if task.request.retries >= MAX_RETRIES:
                 raise JobFailed(f"gave up after {MAX_RETRIES} retries: {exc}") from None
             countdown = backoff_seconds(task.request.retries, settings)
@@ -147,6 +161,15 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
         if isinstance(exc, UserError):
             raise JobFailed(str(exc)) from None
         raise
+
+
+def _release_gpu_memory() -> None:
+    """After a CUDA out-of-memory error, give cached blocks back before the retry."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @worker_process_init.connect(weak=False)
