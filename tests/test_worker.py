@@ -298,10 +298,17 @@ def test_resubmission_takes_images_from_the_cache(deployment, recorder):
         deployment, "a dog on a couch", "-c", "coco", "--n-images", "3", "--seed", "7",
         "--fusion", "text+mean",
     )  # fmt: skip
-    recorder.until_final(job_id)
-    result = deployment.client().result(job_id)
+    code, out, err = deployment.cli("jobs", "result", job_id, "--wait", "--timeout", "60", "--json")
+    assert code == 0, err
+    result = json.loads(out)
     assert [g["cached"] for g in result["generated"]] == [True, True, False]
     assert result["generated_now"] == 1 and result["score_kind"] == "cosine"
+
+    # `pixseek search --generate` with a broker configured: queued, followed, printed as search.
+    args = ["a dog on a couch", "-c", "coco", "--generate", "--n-images", "2", "--seed", "7"]
+    code, out, err = deployment.cli("search", *args, "--json")
+    assert code == 0 and "pixseek: queued job" in err, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [h["id"] for h in first["hits"]]
 
 
 def test_bad_input_fails_fast_without_retries(deployment, recorder):

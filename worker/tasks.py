@@ -187,11 +187,12 @@ def _import_early(**_: Any) -> None:
 
 
 def register(app: Celery) -> None:
-    settings: Settings = app.pixseek_settings
+    """Register the task on `app` only (not shared with other apps in the process)."""
 
     @app.task(
         name=TASK_NAME,
         bind=True,
+        shared=False,
         acks_late=True,
         reject_on_worker_lost=True,
         track_started=True,
@@ -199,4 +200,4 @@ def register(app: Celery) -> None:
         throws=(JobFailed,),
     )
     def generate_search(self: Task, spec: dict[str, Any]) -> dict[str, Any]:
-        return execute(self, settings, spec)
+        return execute(self, self.app.pixseek_settings, spec)
