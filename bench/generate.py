@@ -220,13 +220,11 @@ def run_real(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="pixseek-bench-real-"))
     clip = load_clip(f"local-dir:{write_random_clip(work / 'clip', 'ViT-B-32')}", "", str(device))
     store = synthetic_store(work, args.points, clip.dim)
+    wanted = args.arch.split(",") if args.arch else [arch for arch, _, _ in REAL_RUNS]
+    plan = {(a, args.steps or steps, g): None for a, steps, g in REAL_RUNS if a in wanted}
     runs = []
-    for arch, default_steps, guidance in REAL_RUNS:
-        if args.arch and arch not in args.arch.split(","):
-            continue
-        run = time_architecture(
-            arch, args.steps or default_steps, guidance, size, clip, store, args
-        )
+    for arch, steps, guidance in plan:
+        run = time_architecture(arch, steps, guidance, size, clip, store, args)
         runs.append(run)
         print(json.dumps(run), flush=True)
     return {
