@@ -26,6 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qdrant_client import models
@@ -43,6 +44,9 @@ from pixseek.store.base import (
 )
 from search.query import Composed, QuerySpec, Term
 from search.text_encoder import QueryEncoder, unit
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_LIMIT = 1000
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -138,7 +142,7 @@ def check_model(info: CollectionInfo, encoder: QueryEncoder) -> None:
         )
 
 
-def load_query_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+def load_query_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode a query image (EXIF orientation applied, RGB); one-line errors."""
     from ingest.decode import ImageRejected, decode_image
 

@@ -178,12 +178,26 @@ def test_pagination_is_stable(search):
 def test_threshold_and_ensemble_switch(search):
     _, out, _ = search("a red bus", "--json", "-k", "200")
     scores = [r["score"] for r in _records(out)]
-    cut = scores[20]
+    cut = scores[20] - 2e-6  # JSON scores are rounded to 6 decimals; stay below the 21st
     _, out, _ = search("a red bus", "--json", "-k", "200", "--threshold", str(cut))
     kept = _records(out)
     assert len(kept) >= 21 and all(r["score"] >= cut - 1e-6 for r in kept)
     _, plain, _ = search("a red bus", "--json", "-k", "3", "--no-ensemble")
     assert [r["score"] for r in _records(plain)] != scores[:3]  # no templates: other vector
+
+
+def test_repeated_text_queries_hit_the_embedding_cache(search):
+    from pixseek.config import load_settings
+    from search.text_encoder import query_encoder
+
+    encoder = query_encoder(load_settings())  # the process-wide one the CLI uses
+    search("a query worth caching", "--json", "-k", "1")
+    before = encoder.cache_stats()
+    code, _, _ = search("a query worth caching", "--json", "-k", "1")
+    after = encoder.cache_stats()
+    assert code == 0
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    assert query_encoder(load_settings()) is encoder
 
 
 def test_html_contact_sheet_is_self_contained(search, tmp_path):
