@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATASETS ?= ../shared/datasets
 export PIXSEEK_DATA_DIR ?= $(CURDIR)/pixseek-data
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean chromium
 
 $(BIN)/pixseek: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ install: $(BIN)/pixseek
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" DATASETS="$(DATASETS)" ./scripts/demo.sh
 
-test: install
+# The browser test drives Debian's chromium (Playwright cannot download a browser offline):
+# installed here when missing and running as root; otherwise the test says what to install.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q

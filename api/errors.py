@@ -34,6 +34,27 @@ class NotFound(ApiError):
         super().__init__(404, message)
 
 
+# The shared search code speaks in CLI options; over HTTP the same advice names the API's fields.
+_API_WORDS = (
+    ("--image PATH", "an uploaded image"),
+    ("--like POINT_ID", "a `like` point id"),
+    ("--modify-weight", "modify_weight"),
+    ("--modify 'at night'", "modify: 'at night'"),
+    ("--modify", "modify"),
+    ("`pixseek search --json`", "search results"),
+)
+
+
+def api_message(exc: UserError) -> str:
+    """The error's one line, worded for HTTP clients."""
+    if isinstance(exc, CollectionNotFound):
+        return f"collection {exc.name!r} does not exist; GET /collections lists them"
+    message = str(exc)
+    for cli, api in _API_WORDS:
+        message = message.replace(cli, api)
+    return message
+
+
 def status_of(exc: UserError) -> int:
     """Bad input is 422, a missing collection 404, a store held by another process 503."""
     if isinstance(exc, CollectionNotFound):
@@ -62,6 +83,7 @@ def error_response(
 
 # Documented on every route, so clients (and the OpenAPI fuzzer) know the error shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed request (multipart body, Content-Length)"},
     401: {
         "model": ErrorOut,
         "description": "API key missing or wrong (when PIXSEEK_API_KEY is set)",
@@ -80,7 +102,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return error_response(status_of(exc), str(exc))
+        return error_response(status_of(exc), api_message(exc))
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -125,7 +125,7 @@ class LocalJobs:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.threads = max(1, settings.api_job_threads)
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pixseek-job")
+        self._pool: ThreadPoolExecutor | None = None  # made on first submit, again after close
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -142,7 +142,9 @@ class LocalJobs:
         with self._lock:
             self._jobs[job_id] = job
             self._forget_old()
-        self._pool.submit(self._run, job)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="pixseek-job")
+            self._pool.submit(self._run, job)
         return job_id
 
     def _forget_old(self) -> None:
@@ -214,10 +216,16 @@ class LocalJobs:
         return {"mode": self.mode, "ok": True, "threads": self.threads, "active": active}
 
     def close(self) -> None:
+        """Cancel every unfinished job (at shutdown): running ones stop within a step."""
         with self._lock:
             for job in self._jobs.values():
-                job.cancel.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+                if job.state not in FINISHED:
+                    job.cancel.set()
+                    if job.state == "QUEUED":
+                        job.state = "REVOKED"
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def job_backend(settings: Settings) -> JobBackend:

@@ -21,7 +21,7 @@ from worker.client import JobStatus
 from worker.spec import JobSpec
 
 router = APIRouter(tags=["jobs"])
-JobParam = Path(max_length=200, description="Job id (a UUID)")
+JobParam = Path(max_length=200, description="Job id (a UUID)", json_schema_extra={"format": "uuid"})
 CONFLICT = {409: {"model": ErrorOut, "description": "The job has no result (yet)"}}
 
 

@@ -32,7 +32,9 @@ IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match)"},
 }
 CollectionParam = Path(max_length=200, description="Collection name")
-PointParam = Path(max_length=200, description="Point id (a UUID)")
+PointParam = Path(
+    max_length=200, description="Point id (a UUID)", json_schema_extra={"format": "uuid"}
+)
 
 
 @public.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
@@ -108,6 +110,7 @@ def _search_request_body() -> dict[str, Any]:
                 "schema": {
                     "type": "object",
                     "required": ["query"],
+                    "additionalProperties": False,
                     "properties": {
                         "query": ref,
                         "images": {
@@ -197,9 +200,17 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
 
 
 def hit_out(base: str, collection: str, rank: int, hit: Hit | dict[str, Any]) -> HitOut:
-    record = hit_record(rank, hit) if isinstance(hit, Hit) else dict(hit)
+    record = hit_record(rank, hit) if isinstance(hit, Hit) else hit  # a job result's hit
     url = f"{base}/images/{collection}/{record['id']}"
-    return HitOut(**record, image_url=url, thumbnail_url=f"{url}/thumbnail")
+    return HitOut(
+        rank=record.get("rank", rank),
+        id=record["id"],
+        score=record["score"],
+        source=record.get("source"),
+        payload=record.get("payload") or {},
+        image_url=url,
+        thumbnail_url=f"{url}/thumbnail",
+    )
 
 
 def document_search_body(app: FastAPI) -> None:

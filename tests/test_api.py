@@ -270,9 +270,9 @@ def test_malformed_filters_are_422_with_the_message(client, body, expected):
 @pytest.mark.parametrize(
     ("body", "status", "expected"),
     [
-        ({"collection": "nope", "q": "dog"}, 404, "collection 'nope' does not exist"),
+        ({"collection": "nope", "q": "dog"}, 404, "'nope' does not exist; GET /collections"),
         ({"collection": "../../etc", "q": "dog"}, 422, "invalid collection name"),
-        ({"collection": "coco"}, 422, "nothing to search for"),
+        ({"collection": "coco"}, 422, "give query text, an uploaded image or a `like` point"),
         ({"collection": "coco", "q": "-:grass"}, 422, "only negative terms"),
         ({"collection": "coco", "q": "dog", "limit": 0}, 422, "limit: Input should be greater"),
         ({"collection": "coco", "q": "dog", "lmit": 3}, 422, "lmit: Extra inputs"),

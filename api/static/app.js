@@ -254,7 +254,8 @@ async function loadHealth() {
     const response = await fetch("health");
     const h = await response.json();
     const jobs = h.jobs.mode === "broker" ? "workers" : "in-process jobs";
-    $("health").textContent = `${h.status} · ${h.store.backend} store · ${jobs} · ${h.model.clip}`;
+    const model = h.model.clip.replace(/^local-dir:.*\//, "local-dir:…/");
+    $("health").textContent = `${h.status} · ${h.store.backend} store · ${jobs} · ${model}`;
   } catch (err) {
     $("health").textContent = "server unreachable";
   }

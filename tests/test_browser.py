@@ -1,0 +1,221 @@
+"""The web page in headless Chromium (Debian's `chromium`, driven by Playwright) against a real
+`pixseek serve` subprocess over coco_mini: search with a filter, thumbnails load, "more like this",
+and a generative search with live progress and the generated references beside the hits.
+
+`make test` installs chromium when it is missing and it runs as root. Without chromium the test
+fails with that advice, and skips only when it cannot be installed (not root). Screenshots go to
+the test's temp dir; set PIXSEEK_SCREENSHOT=path to also keep the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COCO, REPO
+
+pytestmark = pytest.mark.timeout(300)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ALL_LOADED = """(min) => {
+  const imgs = [...document.querySelectorAll(min.sel)];
+  return imgs.length >= min.n && imgs.every((i) => i.complete && i.naturalWidth > 0);
+}"""
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.geteuid() == 0:
+        pytest.fail(
+            "chromium is not installed; `make test` installs it (apt-get install -y chromium)"
+        )
+    pytest.skip("chromium is not installed and cannot be installed without root")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, tiny_t2i_dir: Path
+) -> Iterator[str]:
+    """`pixseek serve` in a subprocess over coco_mini (ingested by another subprocess first:
+    the embedded store is open in one process at a time)."""
+    root = tmp_path_factory.mktemp("browser")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXSEEK_")}
+    env.update(
+        PIXSEEK_DATA_DIR=str(root / "data"),
+        PIXSEEK_CLIP_MODEL=f"local-dir:{tiny_clip_dir}",
+        PIXSEEK_T2I_MODEL=str(tiny_t2i_dir),
+        PIXSEEK_T2I_STEPS="2",
+        PIXSEEK_T2I_SIZE="32",
+        PIXSEEK_DEVICE="cpu",
+        HF_HUB_OFFLINE="1",
+    )
+    pixseek = [sys.executable, "-m", "pixseek"]
+    ingest = subprocess.run(
+        [*pixseek, "ingest", str(COCO), "--labels", str(COCO / "labels.jsonl"), "-c", "coco"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    port = _free_port()
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*pixseek, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"pixseek serve exited:\n{log.read_text()}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"no /health after 120 s:\n{log.read_text()}"
+            time.sleep(0.3)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        print(log.read_text()[-3000:])
+
+
+def _labels(source: str) -> list[str]:
+    rows = (json.loads(line) for line in (COCO / "labels.jsonl").read_text().splitlines())
+    return next(row.get("labels") or [] for row in rows if row["filename"] == source)
+
+
+def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    outside: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 960})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            page.on(
+                "request", lambda r: None if r.url.startswith(server) else outside.append(r.url)
+            )
+            page.goto(f"{server}/")
+            page.wait_for_selector("#collection option[value=coco]", state="attached")
+            assert "ok · embedded store" in page.inner_text("#health")
+
+            # A text search with a filter: every hit is a dog, every thumbnail loads.
+            page.fill("#q", "a dog playing outside")
+            page.fill("#where", "label=dog")
+            page.click("#search-btn")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 1})
+            cards = page.locator("#grid .card")
+            count = cards.count()
+            assert 1 <= count <= 24
+            assert "results for a dog playing outside" in page.inner_text("#message")
+            for index in range(count):
+                source = cards.nth(index).locator(".source").inner_text()
+                assert "dog" in _labels(source)
+                assert (
+                    cards.nth(index).locator(".score").inner_text().startswith(f"#{index + 1} · ")
+                )
+            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+
+            # More like this: the clicked image becomes the query and leaves the results.
+            first = cards.nth(0).get_attribute("data-id")
+            cards.nth(0).locator("button.like").click()
+            page.wait_for_selector("#like-bar:not([hidden])")
+            page.wait_for_function(
+                "(id) => document.querySelector('#grid .card') && "
+                "!document.querySelector(`#grid .card[data-id='${id}']`)",
+                arg=first,
+            )
+            assert f"point:{first}" in page.inner_text("#message")
+
+            # Generative search: progress shows, generated references appear beside the hits.
+            page.fill("#q", "a dog on a couch")
+            page.click("#generate-btn")
+            page.wait_for_selector("#job:not([hidden])")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#generated-grid img", "n": 4})
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 1})
+            assert page.is_visible("#generated")
+            assert page.inner_text("#job-status").startswith("done: ")
+            assert "rrf fusion" in page.inner_text("#message")
+            shot = tmp_path / "generate.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    assert errors == [] and outside == []  # no script errors, nothing fetched from outside
+    keep = os.environ.get("PIXSEEK_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
+
+
+def test_live_server_refuses_traversal(server):
+    """Raw paths over a real socket (http.client sends them as written)."""
+    attempts = [
+        "/images/..%2F..%2F..%2Fetc%2Fpasswd/00000000-0000-0000-0000-000000000000",
+        "/images/coco/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/images/coco/../../../../etc/passwd",
+        "/static/../api/app.py",
+        "/static/..%2Fapp.py",
+        "/jobs/..%2F..%2Fetc%2Fpasswd/images/0",
+    ]
+    host, port = server.removeprefix("http://").split(":")
+    for path in attempts:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        assert response.status in (404, 422), (path, response.status)
+        assert b"root:" not in body and b"create_app" not in body
