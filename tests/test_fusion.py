@@ -98,10 +98,11 @@ def populated(store):
         dino = [1.0, 0.0, 0.0] if name.startswith("g") else [0.0, 0.0, 1.0]
         labels = ["dog"] if name in ("t2", "g2", "mid") else ["cat"]
         points.append(PointRecord(ids[name], {"clip": vector, "dino": dino}, {"labels": labels}))
-    for index in range(30):  # distractors, far from everything above
-        vector = [0.0, 0.0, *rng.normal(size=2)]
-        dino = list(rng.normal(size=3))
-        points.append(PointRecord(str(uuid.uuid4()), {"clip": vector, "dino": dino}, {"i": index}))
+    for index in range(30):  # distractors, facing away from the text and the generated images
+        vector = [-1.0, -1.0, *rng.normal(size=2)]
+        dino = [-1.0, *rng.normal(size=2)]
+        point_id = str(uuid.UUID(int=1000 + index))
+        points.append(PointRecord(point_id, {"clip": vector, "dino": dino}, {"i": index}))
     store.upsert("fusion", points)
     names = {value: key for key, value in ids.items()}
     return store, names
