@@ -79,6 +79,16 @@ class ImageEmbedders:
 
 
 def load_image_embedders(settings: Settings) -> ImageEmbedders:
-    clip = load_clip(settings.clip_model, settings.clip_pretrained, settings.device)
+    clip = load_clip(
+        settings.clip_model,
+        settings.clip_pretrained,
+        settings.device,
+        backend=settings.backend,
+        precision=settings.precision,
+        threads=settings.threads,
+        channels_last=settings.channels_last,
+        cache_dir=settings.cache_dir,
+    )
+    clip.prepare()  # export / quantise / compile before the ingest clock starts
     dino = load_dino(settings.dino_model, settings.device) if settings.dino_model else None
     return ImageEmbedders(clip=clip, dino=dino)

@@ -3,10 +3,15 @@
 Model identifiers follow open_clip: a built-in architecture name with a pretrained tag
 (`ViT-B-32` + `laion2b_s34b_b79k`), `hf-hub:org/repo`, or `local-dir:/path` holding
 `open_clip_config.json` and `open_clip_model.safetensors` (or `open_clip_pytorch_model.bin`).
+
+Images run through the configured inference back-end (`backend`, `precision`, `threads`,
+`channels_last` settings; see pixseek.models.accel), built lazily on the first image batch;
+texts always run through the PyTorch model (fp32 on CPU, the model's dtype on CUDA).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,12 +21,14 @@ import torch
 from PIL import Image
 
 from pixseek.errors import UserError
-from pixseek.models.device import pick_device, pick_dtype
+from pixseek.models import accel
+from pixseek.models.device import pick_device
+from pixseek.models.fast_preprocess import FastPreprocess
 
 LOCAL_DIR = "local-dir:"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-_cache: dict[tuple[str, str, str], ClipEmbedder] = {}
+_cache: dict[tuple, ClipEmbedder] = {}
 _cache_lock = threading.Lock()
 
 
@@ -35,24 +42,85 @@ class ClipEmbedder:
         tokenizer: Callable[[Sequence[str]], torch.Tensor],
         device: torch.device,
         identifier: str,
+        spec: accel.AccelSpec | None = None,
     ) -> None:
         self.model = model
-        self.preprocess = preprocess
+        self.preprocess = FastPreprocess(preprocess)
         self.tokenizer = tokenizer
         self.device = device
-        self.dtype = pick_dtype(device)
+        self.dtype = next(model.parameters()).dtype
         self.identifier = identifier
         self.image_size = _image_size(model)
+        self.spec = spec or accel.AccelSpec(precision="fp32", backend="eager")
+        self.resolved = accel.resolve(self.spec, device)
+        self._runner: accel.Runner | None = None
+        self._runner_lock = threading.Lock()
+        self._fingerprint: str | None = None
         with torch.inference_mode():
             probe = self.embed_texts(["probe"])
         self.dim = int(probe.shape[1])
 
-    @torch.inference_mode()
+    @property
+    def backend(self) -> str:
+        return self.resolved.backend
+
+    @property
+    def precision(self) -> str:
+        return self.resolved.precision
+
+    def describe(self) -> dict[str, object]:
+        """The inference setting in use, for summaries and benchmark reports."""
+        guard = self._runner if isinstance(self._runner, accel.Guarded) else None
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "threads": self.spec.threads or torch.get_num_threads(),
+            "channels_last": self.spec.channels_last,
+            "verified_against_fp32": None if guard is None else guard.trusted,
+        }
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = accel.weights_fingerprint(self.model.visual)
+        return self._fingerprint
+
+    def prepare(self) -> None:
+        """Build the image back-end now (export, quantise, compile) instead of on first use."""
+        if self._runner is None:
+            with self._runner_lock:
+                if self._runner is None:
+                    self._runner = self._build_runner()
+
+    def _build_runner(self) -> accel.Runner:
+        visual = self.model.visual
+        try:
+            fast = accel.build_runner(
+                visual, self.resolved, self.spec, self.device, self.fingerprint
+            )
+        except UserError as exc:
+            if self.spec.backend.strip().lower() != "auto" or self.resolved.backend == "eager":
+                raise
+            # The automatic choice must never stop an ingest: fall back to plain PyTorch.
+            accel.log.warning("%s; falling back to the eager backend", exc)
+            self.resolved = accel.resolve(
+                dataclasses.replace(self.spec, backend="eager"), self.device
+            )
+            return self._build_runner()
+        if not self.resolved.guarded:
+            return fast
+        exact = accel.Resolved("eager", "fp32", guarded=False)
+        reference = accel.build_runner(visual, exact, self.spec, self.device, self.fingerprint)
+        verdicts = None
+        if self.spec.cache_dir is not None:
+            name = f"{self.fingerprint()}-{self.backend}-{self.precision}.json"
+            verdicts = self.spec.cache_dir / "fidelity" / name
+        return accel.Guarded(fast, reference, verdicts)
+
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed a batch of already preprocessed images (N, 3, H, W)."""
-        pixels = pixels.to(self.device, dtype=self.dtype, non_blocking=True)
-        features = self.model.encode_image(pixels)
-        return _normalise(features)
+        self.prepare()
+        assert self._runner is not None
+        return _normalise(self._runner(pixels))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
@@ -94,18 +162,23 @@ def _check_local_dir(path: str) -> None:
         )
 
 
-def _build(model_name: str, pretrained: str, device: torch.device) -> ClipEmbedder:
+def _build(
+    model_name: str, pretrained: str, device: torch.device, spec: accel.AccelSpec
+) -> ClipEmbedder:
     import open_clip
 
     if model_name.startswith(LOCAL_DIR):
         _check_local_dir(model_name[len(LOCAL_DIR) :])
+    resolved = accel.resolve(spec, device)  # bad settings fail before the weights are read
+    dtype = accel.model_dtype(resolved, device)
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     uses_schema = model_name.startswith((LOCAL_DIR, "hf-hub:"))
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name,
             pretrained=None if uses_schema else (pretrained or None),
             device=device,
-            precision="fp16" if device.type == "cuda" else "fp32",
+            precision=precision,
         )
         tokenizer = open_clip.get_tokenizer(model_name)
     except UserError:
@@ -118,14 +191,43 @@ def _build(model_name: str, pretrained: str, device: torch.device) -> ClipEmbedd
         ) from None
     model.eval()
     identifier = model_name if uses_schema else f"{model_name}/{pretrained or 'random'}"
-    return ClipEmbedder(model, preprocess, tokenizer, device, identifier)
+    return ClipEmbedder(model, preprocess, tokenizer, device, identifier, spec)
 
 
-def load_clip(model_name: str, pretrained: str = "", device: str = "auto") -> ClipEmbedder:
-    """Return the process-wide embedder for this model, loading it on first use."""
+def load_clip(
+    model_name: str,
+    pretrained: str = "",
+    device: str = "auto",
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
+    channels_last: bool | None = None,
+    cache_dir: Path | None = None,
+) -> ClipEmbedder:
+    """Return the process-wide embedder for this model, loading it on first use.
+
+    Inference settings left as None come from the environment / config file (load_settings),
+    so every caller in a process shares one model and one back-end.
+    """
     torch_device = pick_device(device)
-    key = (model_name, pretrained, str(torch_device))
+    if None in (backend, precision, threads, channels_last, cache_dir):
+        from pixseek.config import load_settings
+
+        settings = load_settings()
+        backend = settings.backend if backend is None else backend
+        precision = settings.precision if precision is None else precision
+        threads = settings.threads if threads is None else threads
+        channels_last = settings.channels_last if channels_last is None else channels_last
+        cache_dir = settings.cache_dir if cache_dir is None else cache_dir
+    spec = accel.AccelSpec(
+        str(backend), str(precision), int(threads or 0), bool(channels_last), Path(str(cache_dir))
+    )
+    accel.resolve(spec, torch_device)  # one-line error for bad settings, cached or not
+    accel.apply_threads(spec.threads)
+    # The cache directory only says where artefacts live: one embedder per setting per process.
+    key = (model_name, pretrained, str(torch_device), dataclasses.replace(spec, cache_dir=None))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = _build(model_name, pretrained, torch_device)
+            _cache[key] = _build(model_name, pretrained, torch_device, spec)
         return _cache[key]

@@ -1,0 +1,475 @@
+"""pixseek ingest vs clip-retrieval inference, side by side; and the inference-settings sweep.
+
+    .venv/bin/python -m bench.peers [--rounds 3] [--limit N]   # side by side -> results/peers.*
+    .venv/bin/python -m bench.peers settings [--rounds 5]      # every setting -> results/accel.*
+
+Side by side: both tools embed the same Imagenette val folder (3,925 JPEGs) with the same
+random-weight ViT-B-32 checkpoint at batch 32. clip-retrieval runs from its own venv (built once
+under ~/.cache/pixseek-peers from PyPI, `open-clip-torch<3`, `setuptools<81`; it shares this
+venv's torch build through a .pth file, so both sides run the same torch/MKL/oneDNN). Per round,
+in rotating order: `clip-retrieval inference`, `pixseek ingest` (default settings), and a pure
+model-forward run of pixseek's setting on preprocessed tensors (a separate process, same
+settings). Steady state is each tool's own loop timing (clip-retrieval: stats/0.json
+sample_count / total_duration; pixseek: added / seconds from --json); whole command is
+wall-clock including interpreter start-up and model load. Ratios are taken within a round.
+
+Settings sweep: one process, one model, every back-end x precision built from it; fidelity of
+each against eager fp32 on 256 images (min and mean cosine, top-10 overlap image->image and for
+the 10 class names text->image), then speed in interleaved rounds as ratios to eager fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGENETTE = REPO.parent / "shared" / "datasets" / "imagenette" / "val"
+RESULTS = REPO / "bench" / "results"
+PEER_HOME = Path(os.environ.get("PIXSEEK_PEERS_HOME", "~/.cache/pixseek-peers")).expanduser()
+PEER_REQUIREMENTS = ["clip-retrieval==2.45.0", "open-clip-torch<3", "setuptools<81"]
+CLASSES = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in flags.splitlines() if "model name" in ln), ""
+    )
+    info = {
+        "cpu": model or platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    info["cpu_flags"] = [f for f in ("avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- the clip-retrieval venv ----------------------------------------------------------------------
+
+
+def peer_venv() -> Path:
+    venv = PEER_HOME / "venv"
+    marker = venv / ".pixseek-ready"
+    if marker.is_file() and json.loads(marker.read_text()) == PEER_REQUIREMENTS:
+        return venv / "bin"
+    print(f"building the clip-retrieval venv in {venv} (once)", file=sys.stderr)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    peer = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [peer, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # Last on sys.path: the peer's own packages (numpy<2, open-clip<3) win; torch comes from here.
+    Path(purelib, "zz-pixseek-shared-torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [peer, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *PEER_REQUIREMENTS], check=True)
+    marker.write_text(json.dumps(PEER_REQUIREMENTS))
+    return venv / "bin"
+
+
+# -- one run of each side -------------------------------------------------------------------------
+
+
+def run_clip_retrieval(bin_dir: Path, source: Path, out: Path, weights: Path, batch: int) -> dict:
+    cmd = [str(bin_dir / "clip-retrieval"), "inference", "--input_dataset", str(source)]
+    cmd += ["--output_folder", str(out), "--input_format", "files", "--batch_size", str(batch)]
+    cmd += ["--num_prepro_workers", "2", "--enable_text", "False", "--enable_metadata", "False"]
+    cmd += ["--clip_model", f"open_clip:ViT-B-32/{weights}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    before, started = load(), time.perf_counter()
+    with open(out.parent / f"{out.name}.log", "w") as log:
+        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    whole = time.perf_counter() - started
+    stats = json.loads((out / "stats" / "0.json").read_text())
+    n = stats["sample_count"]
+    return {
+        "images": n,
+        "steady_ips": n / stats["total_duration"],
+        "whole_ips": n / whole,
+        "model_ips": n / stats["inference_duration"],
+        "whole_s": whole,
+        "load_before": before,
+    }
+
+
+def run_pixseek(source: Path, collection: str, env: dict[str, str], batch: int) -> dict:
+    cmd = [sys.executable, "-m", "pixseek", "ingest", str(source), "-c", collection, "--json"]
+    before, started = load(), time.perf_counter()
+    done = subprocess.run(
+        [*cmd, "--batch-size", str(batch)], env=env, capture_output=True, text=True, check=True
+    )
+    whole = time.perf_counter() - started
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    n = summary["added"]
+    return {
+        "images": n,
+        "steady_ips": n / summary["seconds"],
+        "whole_ips": n / whole,
+        "model_ips": n / summary["model_seconds"],
+        "whole_s": whole,
+        "load_before": before,
+    }
+
+
+def run_forward(env: dict[str, str], images: int, batch: int) -> dict:
+    cmd = [sys.executable, "-m", "bench.peers", "forward", "--images", str(images)]
+    before = load()
+    done = subprocess.run(
+        [*cmd, "--batch-size", str(batch)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load_before": before}
+
+
+def forward_main(args: argparse.Namespace) -> None:
+    """Child process: the model alone, on preprocessed batches, with pixseek's settings."""
+    import torch
+    from PIL import Image
+
+    from pixseek.config import load_settings
+    from pixseek.models.bundle import load_image_embedders
+
+    clip = load_image_embedders(load_settings()).clip
+    paths = sorted(IMAGENETTE.glob("*/*.JPEG"))
+    paths = paths[:: max(1, len(paths) // args.images)][: args.images]
+    tensors = [clip.preprocess(Image.open(p).convert("RGB")) for p in paths]
+    size = args.batch_size
+    batches = [torch.stack(tensors[i : i + size]) for i in range(0, len(tensors), size)]
+    clip.embed_pixels(batches[0])  # warm-up
+    started = time.perf_counter()
+    for batch in batches:
+        clip.embed_pixels(batch)
+    rate = len(tensors) / (time.perf_counter() - started)
+    print(json.dumps({"images": len(tensors), "forward_ips": rate, "setting": clip.describe()}))
+
+
+# -- side by side ---------------------------------------------------------------------------------
+
+
+def peers_main(args: argparse.Namespace) -> None:
+    from pixseek.models.random_weights import write_random_clip
+
+    bin_dir = peer_venv()
+    work = Path(tempfile.mkdtemp(prefix="pixseek-peers-"))
+    model_dir = write_random_clip(work / "model", "ViT-B-32", seed=0)
+    weights = model_dir / "open_clip_model.safetensors"
+    source, warm = IMAGENETTE, work / "warm"
+    paths = sorted(IMAGENETTE.glob("*/*.JPEG"))
+    warm.mkdir()
+    for path in paths[:: len(paths) // 64][:64]:
+        (warm / path.name).symlink_to(path)
+    if args.limit:
+        source = work / "subset"
+        source.mkdir()
+        for path in paths[:: max(1, len(paths) // args.limit)][: args.limit]:
+            (source / path.name).symlink_to(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXSEEK_")}
+    env.update(HF_HUB_OFFLINE="1", PIXSEEK_DATA_DIR=str(work / "data"))
+    env.update(PIXSEEK_CLIP_MODEL=f"local-dir:{model_dir}", PYTHONPATH=str(REPO))
+    for key in ("PIXSEEK_BACKEND", "PIXSEEK_PRECISION", "PIXSEEK_THREADS"):
+        if key in os.environ and args.keep_settings:
+            env[key] = os.environ[key]
+
+    # Not counted: cold start of each side (pixseek exports + verifies its ONNX graph here).
+    cold = run_pixseek(warm, "warm", env, args.batch_size)
+    run_clip_retrieval(bin_dir, warm, work / "cr-warm", weights, args.batch_size)
+    rounds = []
+    for r in range(args.rounds):
+        order = ["clip-retrieval", "pixseek", "forward"]
+        order = order[r % 3 :] + order[: r % 3]
+        row: dict[str, Any] = {"order": order}
+        for side in order:
+            if side == "clip-retrieval":
+                out = work / f"cr-{r}"
+                row[side] = run_clip_retrieval(bin_dir, source, out, weights, args.batch_size)
+            elif side == "pixseek":
+                row[side] = run_pixseek(source, f"round{r}", env, args.batch_size)
+            else:
+                row[side] = run_forward(env, args.forward_images, args.batch_size)
+        pix, peer, fwd = row["pixseek"], row["clip-retrieval"], row["forward"]
+        row["steady_ratio"] = pix["steady_ips"] / peer["steady_ips"]
+        row["whole_ratio"] = pix["whole_ips"] / peer["whole_ips"]
+        row["ingest_over_forward"] = pix["steady_ips"] / fwd["forward_ips"]
+        rounds.append(row)
+        print(json.dumps({k: row[k] for k in row if k.endswith(("ratio", "forward"))}), flush=True)
+    same = same_model_check(model_dir, source, work / "cr-0")
+    report = summarise(args, rounds, cold, same)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "peers.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "peers.md").write_text(peers_markdown(report))
+    print(peers_markdown(report))
+
+
+def same_model_check(model_dir: Path, source: Path, cr_out: Path, n: int = 64) -> dict:
+    """Both tools embed the same images alike: cosine of clip-retrieval's vectors to pixseek's."""
+    import numpy as np
+    from PIL import Image
+
+    from pixseek.models import accel
+    from pixseek.models.clip import load_clip
+
+    keys = sorted(p.relative_to(source).as_posix() for p in source.glob("**/*.JPEG"))[:n]
+    peer = np.load(next((cr_out / "img_emb").glob("*.npy")))[:n]
+    images = [Image.open(source / key).convert("RGB") for key in keys]
+    found = {}
+    for precision, backend in (("fp32", "eager"), ("auto", "auto")):
+        clip = load_clip(f"local-dir:{model_dir}", "", "cpu", backend=backend, precision=precision)
+        low, mean = accel.cosine_stats(peer, clip.embed_images(images))
+        found[f"{clip.backend} {clip.precision}"] = {"min_cosine": low, "mean_cosine": mean}
+    return {"images": n, "clip_retrieval_vs_pixseek": found}
+
+
+def _median(rounds: list[dict], *path: str) -> float:
+    values = []
+    for row in rounds:
+        value: Any = row
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return round(statistics.median(values), 3)
+
+
+def summarise(args: argparse.Namespace, rounds: list[dict], cold: dict, same: dict) -> dict:
+    return {
+        "what": "pixseek ingest vs clip-retrieval inference, same random ViT-B-32, same images",
+        "images": rounds[0]["pixseek"]["images"],
+        "batch_size": args.batch_size,
+        "rounds": len(rounds),
+        "setting": rounds[0]["forward"]["setting"],
+        "median": {
+            "steady_ratio": _median(rounds, "steady_ratio"),
+            "whole_ratio": _median(rounds, "whole_ratio"),
+            "ingest_over_forward": _median(rounds, "ingest_over_forward"),
+            "pixseek_steady_ips": _median(rounds, "pixseek", "steady_ips"),
+            "pixseek_whole_ips": _median(rounds, "pixseek", "whole_ips"),
+            "clip_retrieval_steady_ips": _median(rounds, "clip-retrieval", "steady_ips"),
+            "clip_retrieval_whole_ips": _median(rounds, "clip-retrieval", "whole_ips"),
+            "clip_retrieval_model_ips": _median(rounds, "clip-retrieval", "model_ips"),
+            "forward_ips": _median(rounds, "forward", "forward_ips"),
+        },
+        "targets": {"steady_ratio": ">= 1.3", "ingest_over_forward": ">= 0.9"},
+        "cold_first_pixseek_run": {"images": cold["images"], "whole_s": round(cold["whole_s"], 1)},
+        "same_model": same,
+        "machine": machine(),
+        "rounds_detail": rounds,
+    }
+
+
+def peers_markdown(report: dict) -> str:
+    m = report["median"]
+    lines = [
+        "# pixseek ingest vs clip-retrieval (bench/peers.py)",
+        "",
+        f"{report['what']}; {report['images']} Imagenette val images, batch "
+        f"{report['batch_size']}, {report['rounds']} interleaved rounds (medians; ratios taken "
+        f"within a round). pixseek setting: {report['setting']}.",
+        "",
+        "| | images/s steady | images/s whole command |",
+        "|---|---|---|",
+        f"| pixseek ingest | {m['pixseek_steady_ips']} | {m['pixseek_whole_ips']} |",
+        f"| clip-retrieval inference | {m['clip_retrieval_steady_ips']} | "
+        f"{m['clip_retrieval_whole_ips']} |",
+        f"| **ratio** | **{m['steady_ratio']}x** | **{m['whole_ratio']}x** |",
+        "",
+        f"- pure model forward, same setting, same rounds: {m['forward_ips']} images/s; "
+        f"ingest / forward = **{m['ingest_over_forward']}** (target >= 0.9)",
+        f"- clip-retrieval's own inference-only rate: {m['clip_retrieval_model_ips']} images/s",
+        f"- first pixseek run on a cold cache (ONNX export + fp32 check), 64 images: "
+        f"{report['cold_first_pixseek_run']['whole_s']} s whole command (not in the rounds)",
+        f"- same model on both sides: {json.dumps(report['same_model'])}",
+        f"- machine: {json.dumps(report['machine'])}",
+        "",
+        "| round | order | steady ratio | whole ratio | ingest/forward | load avg before each |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(report["rounds_detail"]):
+        loads = ", ".join(f"{side}: {row[side]['load_before'][0]}" for side in row["order"])
+        lines.append(
+            f"| {i} | {' > '.join(row['order'])} | {row['steady_ratio']:.2f} | "
+            f"{row['whole_ratio']:.2f} | {row['ingest_over_forward']:.3f} | {loads} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- settings sweep -------------------------------------------------------------------------------
+
+
+def settings_main(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image
+
+    from pixseek.models import accel, accel_check
+    from pixseek.models.clip import load_clip
+    from pixseek.models.random_weights import write_random_clip
+
+    work = Path(tempfile.mkdtemp(prefix="pixseek-accel-"))
+    model_dir = write_random_clip(work / "model", "ViT-B-32", seed=0)
+    clip = load_clip(
+        f"local-dir:{model_dir}",
+        "",
+        "cpu",
+        backend="eager",
+        precision="fp32",
+        threads=0,
+        channels_last=False,
+        cache_dir=work / "cache",
+    )
+    paths = sorted(IMAGENETTE.glob("*/*.JPEG"))
+    paths = paths[:: len(paths) // args.check_images][: args.check_images]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    pixels = torch.stack([clip.preprocess(image) for image in images])
+    queries = clip.embed_texts([f"a photo of a {name}." for name in CLASSES.values()])
+    preprocess_cost = preprocess_cpu_ms(clip, images[:128])
+    settings = accel_check.candidate_settings(clip.device, include_compile=not args.no_compile)
+    results = accel_check.evaluate(
+        clip,
+        pixels,
+        queries,
+        settings,
+        rounds=args.rounds,
+        batch=args.batch_size,
+        log=lambda line: print(line, f"(load {load()[0]})", file=sys.stderr, flush=True),
+    )
+    chosen = accel_check.choose_default(results)
+    auto = accel.resolve(accel.AccelSpec(), clip.device)
+    report = {
+        "what": "inference settings for the CLIP image tower: fidelity to eager fp32 and speed",
+        "model": "ViT-B-32, random weights (seed 0)",
+        "check_images": len(images),
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "criterion": f"min cosine to fp32 over the check set >= {accel.FIDELITY_MIN_COSINE}",
+        "chosen_default": chosen and chosen["setting"],
+        "auto_resolves_to": f"{auto.backend} {auto.precision}",
+        "preprocess_cpu_ms_per_image": preprocess_cost,
+        "load_avg_end": load(),
+        "machine": machine(),
+        "settings": results,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "accel.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "accel.md").write_text(settings_markdown(report))
+    print(settings_markdown(report))
+
+
+def preprocess_cpu_ms(clip: Any, images: list) -> dict[str, float]:
+    """CPU time per image of open_clip's transform vs pixseek's numpy tail (same tensors)."""
+    import torch
+
+    costs = {}
+    for label, fn in (("open_clip", clip.preprocess.transform), ("pixseek", clip.preprocess)):
+        for threads in sorted({1, torch.get_num_threads()}):
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            started = time.process_time()
+            for image in images:
+                fn(image)
+            costs[f"{label} (torch threads={threads})"] = round(
+                1000 * (time.process_time() - started) / len(images), 2
+            )
+            torch.set_num_threads(before)
+    return costs
+
+
+def settings_markdown(report: dict) -> str:
+    lines = [
+        "# Inference settings (bench/peers.py settings)",
+        "",
+        f"{report['what']}. {report['model']}, {report['check_images']} Imagenette val images, "
+        f"batch {report['batch_size']}, {report['rounds']} interleaved speed rounds; speed is the "
+        "median of per-round ratios to eager fp32. Criterion: "
+        f"{report['criterion']}.",
+        "",
+        f"**Chosen default: {report['chosen_default']}** (`auto` resolves to "
+        f"{report['auto_resolves_to']} on this machine)",
+        "",
+        "| setting | speed vs fp32 | images/s | min cos | mean cos | top-10 img | top-10 text "
+        "| build s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["settings"]:
+        if "error" in r:
+            lines.append(f"| {r['setting']} | unavailable: {r['error']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['setting']} | {r['median_ratio']}x | {r['median_ips']} | {r['min_cosine']} | "
+            f"{r['mean_cosine']} | {r['top10_overlap_image']} | {r['top10_overlap_text']} | "
+            f"{r['build_s']} |"
+        )
+    lines += [
+        "",
+        f"- preprocess CPU ms/image: {json.dumps(report['preprocess_cpu_ms_per_image'])}",
+        f"- load average at the end: {report['load_avg_end']}",
+        f"- machine: {json.dumps(report['machine'])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "mode", nargs="?", default="peers", choices=["peers", "settings", "forward"]
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=0, help="use N images instead of all")
+    parser.add_argument("--images", type=int, default=640, help="forward mode: images to time")
+    parser.add_argument("--forward-images", type=int, default=640)
+    parser.add_argument("--check-images", type=int, default=256, help="settings: fidelity set")
+    parser.add_argument("--no-compile", action="store_true", help="settings: skip torch.compile")
+    parser.add_argument(
+        "--keep-settings", action="store_true", help="pass PIXSEEK_BACKEND/PRECISION/THREADS"
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.mode == "forward":
+        forward_main(args)
+    elif args.mode == "settings":
+        settings_main(args)
+    else:
+        peers_main(args)
+
+
+if __name__ == "__main__":
+    main()
