@@ -73,7 +73,7 @@ class ServerStore:
         info = self._call(self.client.get_collection, name)
         params = info.config.params.vectors or {}
         vectors = {k: v.size for k, v in params.items()} if isinstance(params, dict) else {}
-        points = self.client.count(name, exact=True).count
+        points = info.points_count or 0  # from the same call: no extra exact count per query
         return CollectionInfo(
             name=name, points=points, vectors=vectors, metadata=info.config.metadata or {}
         )
