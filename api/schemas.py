@@ -135,6 +135,7 @@ class JobBody(BaseModel):
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
     where: list[str] = Field([], max_length=MAX_FILTERS)
     filter: dict[str, Any] | None = Field(None, description="A raw Qdrant filter object.")
+    ensemble: bool = Field(True, description="Prompt-template ensembling of the text query.")
 
 
 class JobOut(BaseModel):

@@ -110,8 +110,12 @@ async def read_search(request: Request, max_pixels: int) -> SearchInput:
         if unknown:
             raise ApiError(422, f"unknown form part(s) {', '.join(unknown)}; use query and images")
         query = form.get("query")
-        if not isinstance(query, str):
+        if query is None:
             raise ApiError(422, "the form has no `query` part (the search as JSON)")
+        if not isinstance(query, str):  # sent as a file part (curl -F query=@search.json)
+            query = await query.read(MAX_FIELD_BYTES + 1)
+            if len(query) > MAX_FIELD_BYTES:
+                raise ApiError(413, f"the `query` part is larger than {MAX_FIELD_BYTES} bytes")
         search = SearchInput(_body(query))
         files = form.getlist("images")
         if len(files) > MAX_UPLOADS:

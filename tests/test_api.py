@@ -236,6 +236,11 @@ def test_search_by_uploaded_images(client):
     message = error(_upload(client, {"modify": "x"}, ("a.jpg", data), ("b.jpg", data)), 422)
     assert "exactly one reference" in message
     assert "no `query` part" in error(client.post("/search", files={"images": ("a", data)}), 422)
+    as_file = {
+        "query": ("q.json", json.dumps({"collection": "coco", "limit": 1}), "application/json")
+    }
+    found = ok(client.post("/search", files={**as_file, "images": ("cat.jpg", data)}))
+    assert found["hits"][0]["source"] == "val2017/000000000139.jpg"  # curl -F query=@q.json
 
 
 def test_filters_expression_language_and_raw_qdrant_json(client):

@@ -85,9 +85,10 @@ def test_in_process_job_end_to_end(client):
     assert result["query"]["prompt"] == "a red bicycle" and result["fusion"] == "rrf"
     cancelled = ok(client.delete(f"/jobs/{job['job_id']}"))  # finished: stays finished
     assert cancelled["state"] == "SUCCESS"
-    text_only = submit(client, prompt="a dog", n_images=0, fusion="text", limit=3)
+    text_only = submit(client, prompt="a dog", n_images=0, fusion="text", limit=3, ensemble=False)
     assert wait(client, text_only["job_id"])[0]["state"] == "SUCCESS"
-    assert ok(client.get(f"/jobs/{text_only['job_id']}/result"))["generated"] == []
+    plain = ok(client.get(f"/jobs/{text_only['job_id']}/result"))
+    assert plain["generated"] == [] and plain["query"]["ensemble"] is False
 
 
 @pytest.mark.parametrize(

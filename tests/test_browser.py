@@ -27,6 +27,8 @@ import pytest
 
 from tests.conftest import COCO, REPO
 
+IMAGE = COCO / "val2017" / "000000000139.jpg"
+
 pytestmark = pytest.mark.timeout(300)
 CHROMIUM_ARGS = [
     "--headless",
@@ -37,9 +39,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The first n images matching a selector have loaded (below the fold, lazy ones may not).
 ALL_LOADED = """(min) => {
-  const imgs = [...document.querySelectorAll(min.sel)];
-  return imgs.length >= min.n && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  const imgs = [...document.querySelectorAll(min.sel)].slice(0, min.n);
+  return imgs.length === min.n && imgs.every((i) => i.complete && i.naturalWidth > 0);
 }"""
 
 
@@ -160,6 +163,7 @@ def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
             cards = page.locator("#grid .card")
             count = cards.count()
             assert 1 <= count <= 24
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": count})
             assert "results for a dog playing outside" in page.inner_text("#message")
             for index in range(count):
                 source = cards.nth(index).locator(".source").inner_text()
@@ -168,6 +172,19 @@ def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
                     cards.nth(index).locator(".score").inner_text().startswith(f"#{index + 1} · ")
                 )
             page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+
+            # An uploaded example image (multipart): it finds itself first.
+            page.fill("#q", "")
+            page.fill("#where", "")
+            page.set_input_files("#image", str(IMAGE))
+            page.click("#search-btn")
+            page.wait_for_function(
+                "() => document.querySelector('#message').textContent.includes('upload:')"
+            )
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 5})
+            assert cards.count() == 24
+            assert cards.nth(0).locator(".source").inner_text() == "val2017/000000000139.jpg"
+            assert "results for upload:000000000139.jpg" in page.inner_text("#message")
 
             # More like this: the clicked image becomes the query and leaves the results.
             first = cards.nth(0).get_attribute("data-id")
@@ -182,6 +199,7 @@ def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
 
             # Generative search: progress shows, generated references appear beside the hits.
             page.fill("#q", "a dog on a couch")
+            page.fill("#where", "label=dog")
             page.click("#generate-btn")
             page.wait_for_selector("#job:not([hidden])")
             page.wait_for_function(ALL_LOADED, arg={"sel": "#generated-grid img", "n": 4})

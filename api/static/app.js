@@ -115,7 +115,7 @@ async function postSearch(body, file) {
     });
   }
   const form = new FormData();
-  form.append("query", new Blob([JSON.stringify(body)], { type: "application/json" }));
+  form.append("query", JSON.stringify(body));
   form.append("images", file, file.name);
   return api("search", { method: "POST", body: form });
 }
