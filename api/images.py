@@ -3,7 +3,7 @@
 A request names a collection and a point id; both are checked (collection name rules, UUID), the
 point is fetched by id from the store, and the file is read from the `root` + `source` that ingest
 recorded (a folder, or a member of a tar/zip archive). No string from the request is ever joined
-into a filesystem path. Thumbnails are cached in memory (LRU).
+into a filesystem path. Thumbnails are cached in memory (LRU, 64 MiB).
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ def check_collection(value: str) -> str:
 
 
 class Images:
-    def __init__(self, store: VectorStore, cache_entries: int = 2048) -> None:
+    def __init__(self, store: VectorStore, cache_bytes: int = 64 * 1024 * 1024) -> None:
         self.store = store
-        self.cache_entries = cache_entries
+        self.cache_bytes = cache_bytes
         self._thumbnails: OrderedDict[tuple[str, str, int], ImageBytes] = OrderedDict()
+        self._cached = 0  # bytes held by the thumbnail cache
         self._lock = threading.Lock()
 
     def payload(self, collection: str, point_id: str) -> dict[str, Any]:
@@ -98,9 +99,11 @@ class Images:
         stem = Path(full.filename).stem or key[1]
         thumb = ImageBytes(data, "image/jpeg", f"{full.etag}-{size}", f"{stem}-{size}.jpg")
         with self._lock:
-            self._thumbnails[key] = thumb
-            while len(self._thumbnails) > self.cache_entries:
-                self._thumbnails.popitem(last=False)
+            if key not in self._thumbnails:
+                self._thumbnails[key] = thumb
+                self._cached += len(thumb.data)
+            while self._cached > self.cache_bytes and self._thumbnails:
+                self._cached -= len(self._thumbnails.popitem(last=False)[1].data)
         return thumb
 
 

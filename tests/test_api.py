@@ -133,6 +133,11 @@ def test_health_collections_and_openapi(client):
     assert set(spec["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
 
 
+def test_serve_command_is_registered(api_env):
+    text = cli_run(api_env, "serve", "--help")
+    assert "--host" in text and "--port" in text and "web gallery" in text
+
+
 def test_page_and_assets_work_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

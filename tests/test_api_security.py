@@ -290,3 +290,14 @@ def test_bad_uploads_are_422_naming_the_file(limited):
         assert "'bad.jpg'" in message and expected in message
     extra = limited.post("/search", data={**_query(), "x": "1"}, files={"images": ("s", _jpeg())})
     assert "unknown form part(s) x" in error(extra, 422)
+
+
+def test_thumbnail_cache_stays_within_its_byte_budget(client):
+    from api.images import Images
+
+    hits = client.post("/search", json={"collection": "coco", "q": "x", "limit": 6}).json()["hits"]
+    images = Images(client.app.state.pixseek.store, cache_bytes=40_000)
+    sizes = [len(images.thumbnail("coco", hit["id"], 256).data) for hit in hits]
+    assert sum(sizes) > 40_000
+    assert images._cached <= 40_000 and 0 < len(images._thumbnails) < len(hits)
+    assert images._cached == sum(len(t.data) for t in images._thumbnails.values())
