@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from qdrant_client import models
 
 from api.app import Services, services
 from api.errors import ApiError, ErrorOut
@@ -16,7 +17,7 @@ from api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody
 from api.uploads import SearchInput, read_search
 from pixseek.errors import CollectionNotFound, UserError
 from pixseek.store.base import CLIP_VECTOR, Hit, check_collection_name
-from search.engine import run_search
+from search.engine import check_model, run_search
 from search.filters import compile_filters, parse_where
 from search.query import Composed, QuerySpec, build_query
 from search.render import hit_record
@@ -168,7 +169,7 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
     flt = compile_filters(body.where, "where")
     if body.filter is not None:
         raw = parse_where(json.dumps(body.filter), "filter")
-        flt = raw if flt is None else type(raw)(must=[flt, raw])
+        flt = raw if flt is None else models.Filter(must=[flt, raw])
     info = svc.store.get_collection(body.collection)
     if info is None:
         raise CollectionNotFound(body.collection)
@@ -177,6 +178,10 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
     encoder = query_encoder(svc.settings)
     if _needs_model(spec):
         ensure_model(encoder)
+        try:
+            check_model(info, encoder)
+        except UserError as exc:  # the server's configuration, not the request, is wrong
+            raise ApiError(503, str(exc)) from None
     hits = run_search(
         svc.store,
         encoder,

@@ -305,3 +305,21 @@ def test_bad_bodies(client):
     assert error(
         client.post("/jobs", content=b"{", headers={"content-type": "application/json"}), 422
     )
+
+
+def test_wrong_model_configured_is_503_but_likes_still_work(api_env, tmp_path):
+    from pixseek.models.random_weights import write_random_clip
+
+    other = write_random_clip(tmp_path / "other-clip")
+    with make_client(api_env, clip_model=f"local-dir:{other}") as wrong:
+        assert "was built with CLIP model" in error(search(wrong, q="dog"), 503)
+        like = ok(wrong.post("/search", json={"collection": "coco", "like": [_any_id(wrong)]}))
+        assert len(like["hits"]) == 20  # "more like this" needs no model
+    with make_client(api_env, clip_model=f"local-dir:{tmp_path / 'missing'}") as broken:
+        assert "the CLIP model cannot be loaded" in error(search(broken, q="dog"), 503)
+
+
+def _any_id(client: Any) -> str:
+    """A stored point id, read from the store itself (no query model needed)."""
+    store = client.app.state.pixseek.store
+    return next(iter(store.scroll("coco", page_size=1))).id
