@@ -17,8 +17,8 @@ from typing import Any
 
 from api.errors import ApiError, NotFound
 from pixseek.errors import CollectionNotFound
+from pixseek.media import read_image_bytes, thumbnail_jpeg
 from pixseek.store.base import VectorStore, check_collection_name
-from search.render import read_image_bytes, thumbnail_jpeg
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import csv
 import html
-import io
 import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from evaluation.runner import EvalRun
-from search.render import read_image_bytes
+from pixseek.media import read_image_bytes, thumbnail_jpeg
 
 THUMB_PX = 160
 HEADLINE = ("R@{k}", "P@{k}", "nDCG@{k}")
@@ -129,15 +126,10 @@ def _thumb(payload: dict[str, Any], point_id: str, folder: Path) -> str | None:
     target = folder / f"{point_id}.jpg"
     if not target.exists():
         data = read_image_bytes(payload)
-        if data is None:
+        thumbnail = None if data is None else thumbnail_jpeg(data, THUMB_PX)
+        if thumbnail is None:
             return None
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image = image.convert("RGB")
-                image.thumbnail((THUMB_PX, THUMB_PX))
-                image.save(target, "JPEG", quality=80)
-        except OSError:
-            return None
+        target.write_bytes(thumbnail)
     return f"{folder.name}/{target.name}"
 
 

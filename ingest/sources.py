@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixseek.errors import UserError
+from pixseek.media import is_archive, is_tar, is_zip
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 # A single member bigger than this is refused before reading (archives can lie about sizes).
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
@@ -46,11 +46,6 @@ class Skipped:
     reason: str
 
 
-def is_archive(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(".zip") or name.endswith(TAR_SUFFIXES)
-
-
 def resolve_inputs(paths: list[str]) -> list[Path]:
     resolved = []
     for raw in paths:
@@ -73,9 +68,9 @@ def root_of(path: Path) -> str:
 def discover(path: Path) -> Iterator[ImageFile | Skipped]:
     if path.is_dir():
         yield from _walk_directory(path)
-    elif path.name.lower().endswith(".zip"):
+    elif is_zip(path):
         yield from _walk_zip(path)
-    elif path.name.lower().endswith(TAR_SUFFIXES):
+    elif is_tar(path):
         yield from _walk_tar(path)
     elif path.suffix.lower() in IMAGE_EXTENSIONS:
         yield from _single_file(path.parent, path)

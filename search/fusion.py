@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pixseek.errors import UserError
+from search.text_encoder import unit
 
 if TYPE_CHECKING:  # the store pulls in qdrant-client (slow to import); the CLI needs FUSIONS only
     from pixseek.store.base import QueryPlan
@@ -43,11 +44,12 @@ RRF_K = 60
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(vector))
-    if norm < 1e-12:
-        raise UserError("the fused query vector is zero; use another fusion or more images")
-    return vector / norm
+    try:
+        return unit(vector)
+    except ValueError:
+        raise UserError(
+            "the fused query vector is zero; use another fusion or more images"
+        ) from None
 
 
 def _rows(vectors: np.ndarray) -> np.ndarray:

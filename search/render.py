@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 import shutil
-import tarfile
-import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from pixseek.media import THUMBNAIL_PX, read_image_bytes, thumbnail_jpeg
 from pixseek.store.base import Hit
-
-THUMBNAIL_PX = 256
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
 def hit_record(rank: int, hit: Hit) -> dict[str, Any]:
@@ -69,44 +63,6 @@ def table(hits: Sequence[Hit], offset: int = 0, width: int | None = None) -> str
             source = "…" + source[-(source_w - 1) :]
         lines.append(f"{rank:>{rank_w}}  {score:>6}  {source:<{source_w}}  {labels}".rstrip())
     return "\n".join(lines)
-
-
-def read_image_bytes(payload: dict[str, Any]) -> bytes | None:
-    """The image's bytes from its folder or archive; None when it is gone or unreadable."""
-    root, source = payload.get("root"), payload.get("source")
-    if not root or not source:
-        return None
-    root_path = Path(str(root))
-    name = root_path.name.lower()
-    try:
-        if root_path.is_dir():
-            return (root_path / str(source)).read_bytes()
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(root_path) as archive:
-                return archive.read(str(source))
-        if name.endswith(TAR_SUFFIXES):
-            with tarfile.open(root_path, "r:*") as archive:
-                handle = archive.extractfile(str(source))
-                return handle.read() if handle is not None else None
-    except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError):
-        return None
-    return None
-
-
-def thumbnail_jpeg(data: bytes, size: int = THUMBNAIL_PX) -> bytes | None:
-    """A JPEG at most `size` px on its longer side (EXIF orientation applied); None if unreadable."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (size * 2, size * 2))
-            picture = ImageOps.exif_transpose(image).convert("RGB")
-            picture.thumbnail((size, size))
-            out = io.BytesIO()
-            picture.save(out, format="JPEG", quality=82)
-    except Exception:  # a broken file must not cost the whole sheet
-        return None
-    return out.getvalue()
 
 
 def thumbnail_data_uri(payload: dict[str, Any], size: int = THUMBNAIL_PX) -> str | None:

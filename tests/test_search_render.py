@@ -11,8 +11,9 @@ import zipfile
 
 from PIL import Image
 
+from pixseek.media import read_image_bytes
 from pixseek.store.base import Hit
-from search.render import contact_sheet, json_lines, read_image_bytes, table, thumbnail_data_uri
+from search.render import contact_sheet, json_lines, table, thumbnail_data_uri
 
 
 def _jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
