@@ -9,13 +9,13 @@ makes every image carrying that label relevant.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ingest.labels import load_labels
 from pixseek.errors import UserError
 from pixseek.store import VectorStore
 from pixseek.store.base import is_point_id
@@ -106,33 +106,21 @@ class RelevanceIndex:
         return found
 
 
-def _read_label_rows(path: Path) -> list[dict]:
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return list(csv.DictReader(handle))
-    if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    raise UserError(f"labels file {path} has an unknown format; use .csv or .jsonl")
-
-
 def caption_queries(labels_file: Path, limit: int = 0) -> list[EvalQuery]:
     """COCO captions: each caption is a query whose one relevant image is its own."""
     queries = []
-    for row in _read_label_rows(labels_file):
-        for index, caption in enumerate(row.get("captions") or []):
-            stem = PurePosixPath(row["filename"]).stem
-            queries.append(EvalQuery(f"{stem}-c{index}", caption.strip(), [row["filename"]]))
+    for filename, entry in load_labels(labels_file).entries.items():
+        for index, caption in enumerate(entry.captions):
+            stem = PurePosixPath(filename).stem
+            queries.append(EvalQuery(f"{stem}-c{index}", caption.strip(), [filename]))
     return queries[:limit] if limit else queries
 
 
 def label_queries(labels_file: Path, template: str = "a photo of a {}.") -> list[EvalQuery]:
     """Class-name queries (COCO categories, Imagenette classes): every labelled image relevant."""
     counts: Counter[str] = Counter()
-    for row in _read_label_rows(labels_file):
-        value = row.get("labels", row.get("label"))
-        labels = value if isinstance(value, list) else [value] if value else []
-        counts.update(str(label) for label in labels)
+    for entry in load_labels(labels_file).entries.values():
+        counts.update(entry.labels)
     if not counts:
         raise UserError(f"{labels_file} has no labels to build queries from")
     return [
