@@ -239,3 +239,24 @@ def test_auto_falls_back_to_eager_when_onnx_export_fails(
     )
     with pytest.raises(UserError, match="simulated"):
         explicit.embed_images(check_images)
+
+
+def test_loading_without_random_init_gives_the_checkpoint_exactly(tiny_clip_dir, tmp_path):
+    import open_clip
+
+    reference, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tiny_clip_dir}")
+    model = _load(tiny_clip_dir, tmp_path, "eager", "fp32")
+    expected = reference.state_dict()
+    for name, tensor in model.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert torch.nn.init.normal_.__name__ == "normal_"  # restored after the load
+
+
+def test_text_without_padding_matches_open_clip(tiny_clip_dir, tmp_path):
+    model = _load(tiny_clip_dir, tmp_path, "eager", "fp32")
+    assert model._trim_text  # open_clip's CLIP with a causal text mask
+    texts = ["a", "a photo of a dog.", "an image of " + "very " * 30 + "long text", "{}"]
+    with torch.inference_mode():
+        full = model.model.encode_text(model.tokenizer(texts)).float()
+    full = (full / full.norm(dim=-1, keepdim=True)).numpy()
+    np.testing.assert_allclose(model.embed_texts(texts), full, atol=1e-5)

@@ -11,9 +11,10 @@ texts always run through the PyTorch model (fp32 on CPU, the model's dtype on CU
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,8 @@ class ClipEmbedder:
         self._runner: accel.Runner | None = None
         self._runner_lock = threading.Lock()
         self._fingerprint: str | None = None
+        self._trim_text = False
+        self._trim_text = self._check_text_trim()
         with torch.inference_mode():
             probe = self.embed_texts(["probe"])
         self.dim = int(probe.shape[1])
@@ -131,8 +134,61 @@ class ClipEmbedder:
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
-        features = self.model.encode_text(tokens)
-        return _normalise(features)
+        if self._trim_text:
+            return _normalise(_encode_text_trimmed(self.model, tokens))
+        return _normalise(self.model.encode_text(tokens))
+
+    def _check_text_trim(self) -> bool:
+        """Use the trimmed text path only if it reproduces open_clip's on a probe sentence."""
+        if not _can_trim_text(self.model):
+            return False
+        try:
+            with torch.inference_mode():
+                tokens = self.tokenizer(["a photo of a probe.", "probe"]).to(self.device)
+                full = self.model.encode_text(tokens).float()
+                trimmed = _encode_text_trimmed(self.model, tokens).float()
+        except Exception:  # another open_clip layout: keep open_clip's own path
+            return False
+        cosine = torch.nn.functional.cosine_similarity(full, trimmed, dim=-1)
+        return bool(cosine.min() > 0.9999)
+
+
+def _can_trim_text(model: torch.nn.Module) -> bool:
+    from open_clip.model import CLIP
+
+    return (
+        type(model) is CLIP
+        and getattr(model, "attn_mask", None) is not None  # causal: later tokens never count
+        and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+    )
+
+
+def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's CLIP.encode_text without the padding after the longest prompt's end token.
+
+    Texts are padded to 77 tokens, but the causal mask stops the pooled end-of-text position
+    from attending to anything after it, so cutting the padding gives the same features
+    (within float rounding) for a fraction of the work: a 4-template query is ~10 tokens each.
+    """
+    from open_clip.transformer import text_global_pool
+
+    eos_id = getattr(model, "text_eos_id", None)
+    if model.text_pool_type == "eos" and eos_id is not None:
+        ends = (tokens == eos_id).int().argmax(dim=-1)
+    else:
+        ends = tokens.argmax(dim=-1)
+    length = int(ends.max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=eos_id)
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:
@@ -162,6 +218,47 @@ def _check_local_dir(path: str) -> None:
         )
 
 
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+)
+_init_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _skip_random_init(enabled: bool) -> Iterator[None]:
+    """torch.nn.init functions as no-ops while a model that a checkpoint will fill is built.
+
+    (transformers' `no_init_weights` does the same.) Only used when open_clip will load a full
+    checkpoint with strict=True, so a weight left uninitialised would be a load error, not noise.
+    """
+    if not enabled:
+        yield
+        return
+
+    def keep(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        return tensor
+
+    with _init_lock:
+        saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+        for name in saved:
+            setattr(torch.nn.init, name, keep)
+        try:
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(torch.nn.init, name, function)
+
+
 def _build(
     model_name: str, pretrained: str, device: torch.device, spec: accel.AccelSpec
 ) -> ClipEmbedder:
@@ -174,12 +271,15 @@ def _build(
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     uses_schema = model_name.startswith((LOCAL_DIR, "hf-hub:"))
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name,
-            pretrained=None if uses_schema else (pretrained or None),
-            device=device,
-            precision=precision,
-        )
+        # With a checkpoint, open_clip loads every weight strictly after building the model, so
+        # the random initialisation before it is wasted (~1 s of a 1.3 s ViT-B-32 load).
+        with _skip_random_init(uses_schema or bool(pretrained)):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name,
+                pretrained=None if uses_schema else (pretrained or None),
+                device=device,
+                precision=precision,
+            )
         tokenizer = open_clip.get_tokenizer(model_name)
     except UserError:
         raise
