@@ -5,8 +5,9 @@ Model identifiers follow open_clip: a built-in architecture name with a pretrain
 `open_clip_config.json` and `open_clip_model.safetensors` (or `open_clip_pytorch_model.bin`).
 
 Images run through the configured inference back-end (`backend`, `precision`, `threads`,
-`channels_last` settings; see pixseek.models.accel), built lazily on the first image batch;
-texts always run through the PyTorch model (fp32 on CPU, the model's dtype on CUDA).
+`channels_last` settings; see pixseek.models.accel), built lazily on the first image batch.
+Texts always run through the PyTorch model (fp32 on CPU, the model's dtype on CUDA), without the
+padding after the longest prompt's end token (see `_encode_text_trimmed`).
 """
 
 from __future__ import annotations
