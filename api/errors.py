@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from pixseek.errors import CollectionNotFound, StoreBusy, UserError
+from pixseek.errors import CollectionNotFound, ServiceUnavailable, UserError
 
 log = logging.getLogger("pixseek.api")
 
@@ -56,10 +56,10 @@ def api_message(exc: UserError) -> str:
 
 
 def status_of(exc: UserError) -> int:
-    """Bad input is 422, a missing collection 404, a store held by another process 503."""
+    """Bad input is 422, a missing collection 404, Qdrant/Redis down or the store held 503."""
     if isinstance(exc, CollectionNotFound):
         return 404
-    if isinstance(exc, StoreBusy):
+    if isinstance(exc, ServiceUnavailable):
         return 503
     return getattr(exc, "http_status", 422)
 

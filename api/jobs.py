@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from api.errors import ApiError, NotFound
 from pixseek.config import Settings
-from pixseek.errors import UserError
+from pixseek.errors import JobNotFound, UserError
 from worker.client import FINISHED, JobStatus
 from worker.spec import JobSpec
 
@@ -75,9 +75,9 @@ class BrokerJobs:
     def status(self, job_id: str) -> JobStatus:
         try:
             return self.client.status(job_id)
+        except JobNotFound:
+            raise job_not_found(job_id) from None
         except UserError as exc:
-            if str(exc).startswith("no job"):
-                raise job_not_found(job_id) from None
             raise ApiError(503, str(exc)) from None
 
     def cancel(self, job_id: str) -> JobStatus:

@@ -16,5 +16,14 @@ class CollectionNotFound(UserError):
         self.name = name
 
 
-class StoreBusy(UserError):
+class ServiceUnavailable(UserError):
+    """A service pixseek relies on (Qdrant server, Redis) does not answer: likely to pass, so
+    workers retry it and the API answers 503."""
+
+
+class StoreBusy(ServiceUnavailable):
     """The embedded store is held open by another process."""
+
+
+class JobNotFound(UserError):
+    """No such job: never submitted to this broker, or its result expired."""

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pixseek.config import load_settings
-from pixseek.errors import StoreBusy, UserError
+from pixseek.errors import ServiceUnavailable, StoreBusy, UserError
 from worker.app import TASK_NAME, create_app, visibility_timeout
 from worker.client import JobStatus, check_job_id
 from worker.tasks import backoff_seconds, is_transient
@@ -58,13 +58,19 @@ def test_only_transient_faults_are_retried():
     import redis
 
     assert is_transient(StoreBusy("collection 'x' is open in another pixseek process"))
-    assert is_transient(UserError("cannot reach Qdrant at http://q:6333: refused"))
+    assert is_transient(ServiceUnavailable("cannot reach Qdrant at http://q:6333: refused"))
+    # The type decides, not the wording: a plain UserError is the user's to fix, never retried.
+    assert not is_transient(UserError("cannot reach Qdrant at http://q:6333: refused"))
     assert is_transient(ConnectionResetError()) and is_transient(TimeoutError())
     assert is_transient(redis.exceptions.ConnectionError("down"))
     assert not is_transient(UserError("collection 'x' does not exist"))
     assert not is_transient(UserError("the prompt is empty"))
     assert not is_transient(ValueError("bug"))
     settings = load_settings({"PIXSEEK_BROKER_VISIBILITY_TIMEOUT": "100"})
+    from pixseek.store.server import ServerStore
+
+    with pytest.raises(ServiceUnavailable, match="cannot reach Qdrant at http://127.0.0.1:1"):
+        ServerStore("http://127.0.0.1:1").list_collections()
     delays = [backoff_seconds(n, settings) for n in range(6)]
     assert 4 <= delays[0] <= 6 and 8 <= delays[1] <= 12
     assert max(delays) <= 50 * 1.2  # capped at half the visibility timeout

@@ -24,7 +24,7 @@ from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
 from pixseek.config import Settings
-from pixseek.errors import UserError
+from pixseek.errors import ServiceUnavailable, UserError
 
 TASK_NAME = "pixseek.generate_search"
 RESULT_TTL_S = 7 * 24 * 3600
@@ -89,7 +89,7 @@ def check_reachable(url: str, what: str) -> None:
         client.ping()
     except redis.exceptions.RedisError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot reach the {what} at {safe_url(url)}: {reason}") from None
+        raise ServiceUnavailable(f"cannot reach the {what} at {safe_url(url)}: {reason}") from None
     finally:
         client.close()
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pixseek.config import Settings
-from pixseek.errors import UserError
+from pixseek.errors import JobNotFound, ServiceUnavailable, UserError
 from worker.app import (
     RESULT_TTL_S,
     TASK_NAME,
@@ -134,7 +134,7 @@ class JobClient:
             )
         except Exception as exc:  # kombu raises OperationalError and friends
             self.app.backend.forget(job_id)
-            raise UserError(
+            raise ServiceUnavailable(
                 f"cannot queue the job on the broker at {safe_url(broker_url(self.settings))}: {exc}"
             ) from None
         return job_id
@@ -145,11 +145,11 @@ class JobClient:
             meta = self.app.backend.get_task_meta(job_id, cache=False)
         except Exception as exc:
             url = safe_url(backend_url(self.settings))
-            raise UserError(f"cannot reach the result backend at {url}: {exc}") from None
+            raise ServiceUnavailable(f"cannot reach the result backend at {url}: {exc}") from None
         state = meta.get("status", "PENDING")
         if state == "PENDING":
             hours = RESULT_TTL_S // 3600
-            raise UserError(
+            raise JobNotFound(
                 f"no job {job_id}: it was never submitted here, or its result expired ({hours} h)"
             )
         result = meta.get("result")

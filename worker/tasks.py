@@ -28,7 +28,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from pixseek.config import Settings
-from pixseek.errors import StoreBusy, UserError
+from pixseek.errors import ServiceUnavailable, UserError
 from worker.app import (
     MAX_DELIVERIES,
     MAX_RETRIES,
@@ -75,11 +75,10 @@ def is_transient(exc: BaseException) -> bool:
     """Faults worth a retry: the problem is elsewhere and likely to pass."""
     import redis
 
-    if isinstance(exc, StoreBusy):
+    if isinstance(exc, ServiceUnavailable):  # Qdrant or Redis down, store held elsewhere
         return True
     if isinstance(exc, UserError):
-        # ServerStore reports an unreachable Qdrant as a UserError starting like this.
-        return str(exc).startswith("cannot reach Qdrant")
+        return False
     if isinstance(exc, ConnectionError | TimeoutError | redis.exceptions.ConnectionError):
         return True
     try:

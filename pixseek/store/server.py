@@ -12,11 +12,12 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from pixseek.errors import CollectionNotFound, UserError
+from pixseek.errors import CollectionNotFound, ServiceUnavailable, UserError
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     CollectionInfo,
     Hit,
+    IndexStatus,
     Nearest,
     PointRecord,
     RankFusion,
@@ -50,7 +51,7 @@ class ServerStore:
         try:
             return fn(*args, **kwargs)
         except (ResponseHandlingException, ConnectionError) as exc:
-            raise UserError(
+            raise ServiceUnavailable(
                 f"cannot reach Qdrant at {self.url}: {exc}; check PIXSEEK_QDRANT_URL"
             ) from None
         except UnexpectedResponse as exc:
@@ -210,6 +211,16 @@ class ServerStore:
             Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
             for p in response.points
         ]
+
+    def optimize(self, name: str) -> IndexStatus:
+        """A Qdrant server indexes in the background by itself: report where it stands."""
+        self._require(name)
+        info = self._call(self.client.get_collection, name)
+        return IndexStatus(
+            points=info.points_count or 0,
+            indexed_vectors=info.indexed_vectors_count or 0,
+            segments=info.segments_count or 0,
+        )
 
     def close(self) -> None:
         self.client.close()
