@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 @click.option("--labels-from-folders", is_flag=True, help="Use each file's parent folder as label.")
 @click.option("--prune", is_flag=True, help="Remove points whose files are gone from PATHS.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model batch.")
+@click.option(
+    "--optimize/--no-optimize",
+    default=None,
+    help="Build the vector index (HNSW) after the run. Default: when the collection has "
+    "20,000+ points and the run changed it (embedded store; a Qdrant server indexes by itself).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest_command(
@@ -30,6 +36,7 @@ def ingest_command(
     labels_from_folders: bool,
     prune: bool,
     batch_size: int | None,
+    optimize: bool | None,
     as_json: bool,
 ) -> None:
     """Embed the images under PATHS (folders, images, tar or zip archives) into a collection.
@@ -55,6 +62,7 @@ def ingest_command(
         batch_size=batch_size or settings.batch_size,
         decode_workers=settings.decode_workers,
         max_pixels=settings.max_image_pixels,
+        optimize=optimize,
     )
     store = open_store(settings)
     embedders = load_image_embedders(settings)
@@ -98,6 +106,10 @@ def _print_summary(summary: IngestSummary) -> None:
         f"replaced {summary.replaced}, pruned {summary.pruned}, failed {len(summary.failed)} "
         f"({summary.seconds:.1f}s, {rate} images/s)"
     )
+    if summary.index is not None:
+        click.echo(
+            f"{summary.collection}: {summary.index.describe()} ({summary.optimize_seconds:.1f}s)"
+        )
     for failure in summary.failed[:50]:
         click.echo(f"  failed: {failure.source}: {failure.reason}", err=True)
     if len(summary.failed) > 50:

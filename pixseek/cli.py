@@ -89,6 +89,25 @@ def drop_command(ctx: click.Context, name: str, yes: bool) -> None:
     click.echo(f"dropped {name}")
 
 
+@collections_command.command("optimize")
+@click.argument("name")
+@click.pass_context
+def optimize_command(ctx: click.Context, name: str) -> None:
+    """Build the vector index (HNSW) of collection NAME now.
+
+    `pixseek ingest` does this by itself once a collection has 20,000+ points; smaller
+    collections are searched exactly, which is as fast. A Qdrant server indexes in the
+    background: this then only reports where it stands.
+    """
+    import time
+
+    from pixseek.store import open_store
+
+    started = time.perf_counter()
+    status = open_store(settings_from(ctx)).optimize(name)
+    click.echo(f"{name}: {status.describe()} ({time.perf_counter() - started:.1f}s)")
+
+
 @main.group("models")
 def models_command() -> None:
     """Model utilities."""

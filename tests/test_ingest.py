@@ -183,6 +183,28 @@ def test_drop_collection(cli, pixseek_env):
     assert out.strip() == ""
 
 
+def test_index_is_built_after_large_changing_runs(cli, pixseek_env, monkeypatch):
+    import ingest.pipeline
+
+    source = COCO / "train2017"
+    code, out, err = cli("ingest", source, "-c", "small", "--json")
+    assert code == 0 and _summary(out)["index"] is None  # below the automatic threshold
+    monkeypatch.setattr(ingest.pipeline, "AUTO_OPTIMIZE_POINTS", 10)
+    code, out, _ = cli("ingest", COCO / "val2017", "-c", "small", "--json")
+    summary = _summary(out)
+    points = summary["index"]["points"]
+    assert summary["added"] > 0 and points == len(_points(pixseek_env, "small"))
+    assert summary["optimize_seconds"] > 0
+    code, out, _ = cli("ingest", COCO / "val2017", "-c", "small", "--json")
+    assert _summary(out)["index"] is None  # nothing changed: nothing to index
+    code, out, _ = cli("ingest", source, "-c", "small", "--optimize")
+    assert code == 0 and "small: 0 vectors indexed (HNSW)" in out and f"of {points} points" in out
+    code, out, _ = cli("collections", "optimize", "small")
+    assert code == 0 and out.startswith("small: 0 vectors indexed (HNSW) in ")
+    code, _, err = cli("collections", "optimize", "nope")
+    assert code == 2 and err.startswith("pixseek: error: collection 'nope' does not exist")
+
+
 def test_dino_second_vector(cli, pixseek_env, tiny_dino_dir, monkeypatch):
     monkeypatch.setenv("PIXSEEK_DINO_MODEL", str(tiny_dino_dir))
     code, out, err = cli("ingest", COCO / "train2017", "-c", "two", "--json")

@@ -125,3 +125,49 @@ def test_rank_fusion_in_one_query(filled):
     assert _ids(filled.search("c", SearchRequest(toward_first, limit=1))) == [0]
     toward_second = RankFusion(searches, weights=[1.0, 10.0], k=1)
     assert _ids(filled.search("c", SearchRequest(toward_second, limit=1))) == [2]
+
+
+def test_optimize_reports_the_index_and_keeps_results(filled):
+    query = SearchRequest(Nearest(_unit(1, 0.2, 0)), limit=5)
+    before = _ids(filled.search("c", query))
+    status = filled.optimize("c")
+    assert status.points == 5 and status.segments >= 1 and status.indexed_vectors >= 0
+    assert "of 5 points" in status.describe()
+    assert _ids(filled.search("c", query)) == before
+    with pytest.raises(CollectionNotFound):
+        filled.optimize("missing")
+
+
+def test_edge_optimize_builds_hnsw_with_the_same_neighbours(tmp_path):
+    """Above Qdrant's indexing threshold (10 MB of vectors) optimize builds a real HNSW index."""
+    from pixseek.store.edge import EdgeStore
+
+    store = EdgeStore(tmp_path / "edge")
+    rng = np.random.default_rng(0)
+    # 600 clusters of 10 (random 512-d points are all about equally far apart, so their
+    # neighbour lists mean nothing): a query's top 10 is its cluster.
+    centres = rng.standard_normal((600, 512)).astype(np.float32)
+    noise = rng.standard_normal((6000, 512)).astype(np.float32)
+    vectors = np.repeat(centres, 10, axis=0) + 0.5 * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.create_collection("big", {"clip": 512}, {})
+    for start in range(0, len(vectors), 1000):
+        store.upsert(
+            "big",
+            [PointRecord(_id(i), {"clip": vectors[i]}, {}) for i in range(start, start + 1000)],
+        )
+    queries = vectors[::300] + 0.05 * rng.standard_normal((20, 512)).astype(np.float32)
+
+    def top10(q: np.ndarray) -> list[int]:
+        return _ids(store.search("big", SearchRequest(Nearest(q), limit=10)))
+
+    exact = [top10(q) for q in queries]
+    assert store.get_collection("big").points == 6000
+    status = store.optimize("big")
+    assert status.changed and status.indexed_vectors == 6000 and status.points == 6000
+    indexed = [top10(q) for q in queries]
+    assert [hits[0] for hits in indexed] == list(range(0, 6000, 300))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, indexed, strict=True)])
+    assert overlap >= 0.9
+    assert not store.optimize("big").changed  # nothing left to do
+    store.close()

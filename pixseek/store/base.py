@@ -77,6 +77,23 @@ class CollectionInfo:
 
 
 @dataclass
+class IndexStatus:
+    """How much of a collection the vector index (HNSW) covers; the rest is searched exactly."""
+
+    points: int
+    indexed_vectors: int  # summed over the named vectors (clip, dino)
+    segments: int
+    changed: bool = False  # this call rebuilt segments
+
+    def describe(self) -> str:
+        rebuilt = ", index rebuilt" if self.changed else ""
+        return (
+            f"{self.indexed_vectors} vectors indexed (HNSW) in {self.segments} segment(s) "
+            f"of {self.points} points{rebuilt}"
+        )
+
+
+@dataclass
 class Nearest:
     """Plain nearest-neighbour search with one query vector."""
 
@@ -153,6 +170,11 @@ class VectorStore(Protocol):
     def count(self, name: str, filter: models.Filter | None = None) -> int: ...
 
     def search(self, name: str, request: SearchRequest) -> list[Hit]: ...
+
+    def optimize(self, name: str) -> IndexStatus:
+        """Build the vector index where the store does not on its own (blocking; may take
+        minutes at 100k+ points); segments below the indexing threshold stay exact."""
+        ...
 
     def close(self) -> None: ...
 
