@@ -1,7 +1,6 @@
-"""pixseek ingest vs clip-retrieval inference, side by side; and the inference-settings sweep.
+"""pixseek ingest vs clip-retrieval inference, side by side (bench/accel.py sweeps the settings).
 
-    .venv/bin/python -m bench.peers [--rounds 3] [--limit N]   # side by side -> results/peers.*
-    .venv/bin/python -m bench.peers settings [--rounds 5]      # every setting -> results/accel.*
+    .venv/bin/python -m bench.peers [--rounds 3] [--limit N]   # -> results/peers.*
 
 Side by side: both tools embed the same Imagenette val folder (3,925 JPEGs) with the same
 random-weight ViT-B-32 checkpoint at batch 32. clip-retrieval runs from its own venv (built once
@@ -13,9 +12,6 @@ settings). Steady state is each tool's own loop timing (clip-retrieval: stats/0.
 / total_duration; pixseek: added / seconds from --json); whole command is wall-clock including
 interpreter start-up and model load. Ratios are taken within a round.
 
-Settings sweep: one process, one model, every back-end x precision built from it; fidelity of
-each against eager fp32 on 256 images (min and mean cosine, top-10 overlap image->image and for
-the 10 class names text->image), then speed in interleaved rounds as ratios to eager fp32.
 """
 
 from __future__ import annotations
@@ -337,98 +333,14 @@ def peers_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- settings sweep -------------------------------------------------------------------------------
-
-
-def settings_main(args: argparse.Namespace) -> None:
-    import torch
-    from PIL import Image
-
-    from pixseek.models import accel, accel_check
-    from pixseek.models.clip import load_clip
-    from pixseek.models.random_weights import write_random_clip
-
-    work = Path(tempfile.mkdtemp(prefix="pixseek-accel-"))
-    model_dir = write_random_clip(work / "model", "ViT-B-32", seed=0)
-    clip = load_clip(
-        f"local-dir:{model_dir}",
-        "",
-        "cpu",
-        backend="eager",
-        precision="fp32",
-        threads=0,
-        channels_last=False,
-        cache_dir=work / "cache",
-    )
-    paths = sorted(IMAGENETTE.glob("*/*.JPEG"))
-    paths = paths[:: len(paths) // args.check_images][: args.check_images]
-    images = [Image.open(p).convert("RGB") for p in paths]
-    pixels = torch.stack([clip.preprocess(image) for image in images])
-    queries = clip.embed_texts([f"a photo of a {name}." for name in CLASSES.values()])
-    preprocess_cost = accel_check.preprocess_cpu_ms(clip.preprocess, images[:128])
-    settings = accel_check.candidate_settings(clip.device, include_compile=not args.no_compile)
-    results = accel_check.evaluate(
-        clip,
-        pixels,
-        queries,
-        settings,
-        rounds=args.rounds,
-        batch=args.batch_size,
-        log=lambda line: print(line, f"(load {load()[0]})", file=sys.stderr, flush=True),
-    )
-    chosen = accel_check.choose_default(results)
-    auto = accel.resolve(accel.AccelSpec(), clip.device)
-    report = {
-        "what": "inference settings for the CLIP image tower: fidelity to eager fp32 and speed",
-        "model": "ViT-B-32, random weights (seed 0)",
-        "check_images": len(images),
-        "batch_size": args.batch_size,
-        "rounds": args.rounds,
-        "criterion": f"min cosine to fp32 over the check set >= {accel.FIDELITY_MIN_COSINE}",
-        "chosen_default": chosen and chosen["setting"],
-        "auto_resolves_to": f"{auto.backend} {auto.precision}",
-        "preprocess_cpu_ms_per_image": preprocess_cost,
-        "load_avg_end": load(),
-        "machine": machine(),
-        "notes": SETTINGS_NOTES,
-        "settings": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "accel.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "accel.md").write_text(accel_check.markdown(report))
-    print(accel_check.markdown(report))
-
-
-SETTINGS_NOTES = [
-    "Random weights: trained CLIP towers have outlier activations that per-tensor dynamic int8 "
-    "quantisation handles worse than these Gaussian-initialised ones, so trained-weight int8 "
-    "fidelity may well be lower than measured here. That is why `auto` does not trust this "
-    "table: it re-checks its lossy choice against fp32 on the first 8 real images it embeds with "
-    "the actual weights and falls back to fp32 below 0.99 min cosine (verdict cached per model).",
-    "int8 quantises activations per batch, so an image's vector depends slightly on its batch "
-    "companions (cosine >= 0.999 between batch contexts in the tests).",
-    "top-10 text->image overlap uses 10 class-name queries against the check set: with random "
-    "weights the text queries are nearly equidistant from all images, so near-ties reorder "
-    "easily; image->image overlap (256 queries) is the steadier retrieval measure.",
-    "bf16: this CPU has avx512_bf16 but no AMX; oneDNN bf16 matmuls were slower than fp32 MKL.",
-    "Text queries always run through the PyTorch text tower (fp32 on CPU).",
-    "The machine is shared (2 cores, other test suites running): a setting's speed moves with "
-    "the neighbours' load, hence interleaved rounds, ratios within a round, and best-of-rounds.",
-]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "mode", nargs="?", default="peers", choices=["peers", "settings", "forward"]
-    )
+    parser.add_argument("mode", nargs="?", default="peers", choices=["peers", "forward"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="use N images instead of all")
     parser.add_argument("--images", type=int, default=640, help="forward mode: images to time")
     parser.add_argument("--forward-images", type=int, default=640)
-    parser.add_argument("--check-images", type=int, default=256, help="settings: fidelity set")
-    parser.add_argument("--no-compile", action="store_true", help="settings: skip torch.compile")
     parser.add_argument(
         "--keep-settings", action="store_true", help="pass PIXSEEK_BACKEND/PRECISION/THREADS"
     )
@@ -436,8 +348,6 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.mode == "forward":
         forward_main(args)
-    elif args.mode == "settings":
-        settings_main(args)
     else:
         peers_main(args)
 

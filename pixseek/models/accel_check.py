@@ -4,8 +4,8 @@
 the same images with each, compares them with eager fp32 (min / mean cosine, top-10 overlap for
 image->image and text->image retrieval), then times them in interleaved rounds and reports each
 as a ratio to eager fp32 within the same round (robust to a machine whose load changes). The
-default setting is the fastest whose min cosine is >= FIDELITY_MIN_COSINE. bench/peers.py runs
-this on a random ViT-B-32 (`python -m bench.peers settings`).
+default setting is the fastest whose min cosine is >= FIDELITY_MIN_COSINE. bench/accel.py runs
+this on a random ViT-B-32 (`python -m bench.accel`).
 """
 
 from __future__ import annotations
@@ -189,9 +189,9 @@ def preprocess_cpu_ms(preprocess: Any, images: list[Any]) -> dict[str, float]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The sweep report (bench/peers.py settings) as a Markdown page."""
+    """The sweep report (bench/accel.py) as a Markdown page."""
     lines = [
-        "# Inference settings (bench/peers.py settings)",
+        "# Inference settings (bench/accel.py)",
         "",
         f"{report['what']}. {report['model']}, {report['check_images']} Imagenette val images, "
         f"batch {report['batch_size']}, {report['rounds']} interleaved speed rounds; speed is the "
