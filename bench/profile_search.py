@@ -1,6 +1,6 @@
 """Latency profile of the search path: text encode, vector search, payload fetch, serialisation.
 
-    .venv/bin/python -m bench.profile_search [--points 10000 100000] [--queries 20]
+    .venv/bin/python -m bench.profile_search [--points 10000 100000] [--queries 20] [--optimize]
 
 Collections of N points in the embedded Qdrant Edge store, with ingest-shaped payloads (source,
 root, sha256, bytes, mtime, labels, width, height, format) and random 512-d unit vectors: the
@@ -15,6 +15,7 @@ API run it:
   serialise     CLI: render.json_lines / render.table; API: the rest of the request (validation,
                 response model, JSON), from an in-process client (no network)
   whole command `pixseek search ... --json` in a subprocess, and its start-up parts
+  --optimize    the in-process stages again after store.optimize() (HNSW; ingest's 20k+ rule)
 
 Results: bench/results/profile_search.json / .md.
 """
@@ -197,6 +198,8 @@ def profile_cli(env: dict[str, str], name: str, runs: int) -> dict:
     for i in range(runs):
         out["python start-up"].append(wall([py, "-c", "pass"]))
         out["import pixseek.cli (all stages)"].append(wall([py, "-c", "import pixseek.cli"]))
+        out["import torch"].append(wall([py, "-c", "import torch"]))
+        out["import torch + open_clip"].append(wall([py, "-c", "import torch, open_clip"]))
         done = subprocess.run(
             [py, "-c", load_model], env=env, cwd=REPO, check=True, capture_output=True, text=True
         )
@@ -221,6 +224,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument(
+        "--optimize", action="store_true", help="also profile after building the HNSW index"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # in-process part, report to a file
     args = parser.parse_args()
     if args.child:
@@ -238,8 +244,10 @@ def main() -> None:
     # child, so the CLI subprocesses afterwards find the store free.
     child = work / "in_process.json"
     cmd = [sys.executable, "-m", "bench.profile_search", "--child", str(child)]
-    cmd += ["--queries", str(args.queries), "--limit", str(args.limit), "--points"]
-    subprocess.run([*cmd, *map(str, args.points)], env=env, cwd=REPO, check=True)
+    cmd += ["--queries", str(args.queries), "--limit", str(args.limit)]
+    cmd += ["--optimize"] if args.optimize else []
+    cmd += ["--points", *map(str, args.points)]
+    subprocess.run(cmd, env=env, cwd=REPO, check=True)
     report = json.loads(child.read_text())
     report["cli"] = profile_cli(env, f"p{args.points[0]}", args.cli_runs)
     report["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -277,6 +285,14 @@ def in_process_main(args: argparse.Namespace) -> None:
         section: dict[str, Any] = {"upsert_s": round(upsert_s, 1)}
         section["in_process"] = profile_in_process(store, encoder, name, queries, args.limit)
         encoder.clear_cache()
+        if args.optimize:  # what ingest does once a collection has 20k+ points
+            started = time.perf_counter()
+            store.optimize(name)
+            section["optimize_s"] = round(time.perf_counter() - started, 1)
+            section["in_process_after_optimize"] = profile_in_process(
+                store, encoder, name, [q + " hnsw" for q in queries], args.limit
+            )
+            encoder.clear_cache()
         store.close()
         section["http_api"] = profile_api(settings, name, [q + " api" for q in queries], args.limit)
         report["collections"][name] = section
@@ -293,7 +309,11 @@ def markdown(report: dict) -> str:
     )
     for name, section in report["collections"].items():
         lines += ["", f"## {name[1:]} points (upsert {section['upsert_s']} s)", ""]
-        for title, key in (("in process (CLI path)", "in_process"), ("HTTP API", "http_api")):
+        titles = [("in process (CLI path)", "in_process"), ("HTTP API", "http_api")]
+        if "optimize_s" in section:
+            after = f"in process, after optimize ({section['optimize_s']} s, HNSW built)"
+            titles[1:] = [(after, "in_process_after_optimize"), ("HTTP API, indexed", "http_api")]
+        for title, key in titles:
             lines += [f"{title}:", "", "| stage | p50 | p90 | mean |", "|---|---|---|---|"]
             for stage, v in section[key].items():
                 lines.append(f"| {stage} | {v['p50']} | {v['p90']} | {v['mean']} |")
