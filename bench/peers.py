@@ -114,15 +114,9 @@ def run_clip_retrieval(bin_dir: Path, source: Path, out: Path, weights: Path, ba
         subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     whole = time.perf_counter() - started
     stats = json.loads((out / "stats" / "0.json").read_text())
-    n = stats["sample_count"]
-    return {
-        "images": n,
-        "steady_ips": n / stats["total_duration"],
-        "whole_ips": n / whole,
-        "model_ips": n / stats["inference_duration"],
-        "whole_s": whole,
-        "load_before": before,
-    }
+    return rates(
+        stats["sample_count"], stats["total_duration"], stats["inference_duration"], whole, before
+    )
 
 
 def run_pixseek(source: Path, collection: str, env: dict[str, str], batch: int) -> dict:
@@ -133,14 +127,18 @@ def run_pixseek(source: Path, collection: str, env: dict[str, str], batch: int) 
     )
     whole = time.perf_counter() - started
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    n = summary["added"]
+    return rates(summary["added"], summary["seconds"], summary["model_seconds"], whole, before)
+
+
+def rates(images: int, loop_s: float, model_s: float, whole_s: float, load_before: list) -> dict:
+    """One run of either tool: its own loop time (steady), model-only time and wall time."""
     return {
-        "images": n,
-        "steady_ips": n / summary["seconds"],
-        "whole_ips": n / whole,
-        "model_ips": n / summary["model_seconds"],
-        "whole_s": whole,
-        "load_before": before,
+        "images": images,
+        "steady_ips": images / loop_s,
+        "whole_ips": images / whole_s,
+        "model_ips": images / model_s,
+        "whole_s": whole_s,
+        "load_before": load_before,
     }
 
 
