@@ -23,13 +23,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pixseek.api import errors
+from pixseek.api.errors import ApiError
+from pixseek.api.images import Images
+from pixseek.api.jobs import JobBackend, job_backend
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
-from api.errors import ApiError
-from api.images import Images
-from api.jobs import JobBackend, job_backend
 from pixseek.config import Settings, load_settings
 from pixseek.store import VectorStore, open_store
 
@@ -129,7 +129,7 @@ class LimitsAndHeaders:
 def create_app(settings: Settings | None = None) -> FastAPI:
     from importlib.metadata import version
 
-    from api import routes_jobs, routes_search
+    from pixseek.api import routes_jobs, routes_search
 
     settings = settings or load_settings()
     store = open_store(settings)

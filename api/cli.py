@@ -24,8 +24,8 @@ def serve_command(ctx: click.Context, host: str, port: int, log_level: str, root
     generative jobs run in this process's threads; with it, on `pixseek worker` processes.
     """
     import uvicorn
+    from pixseek.api.app import create_app
 
-    from api.app import create_app
     from pixseek.cli import settings_from
 
     settings = settings_from(ctx)

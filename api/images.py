@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.errors import ApiError, NotFound
+from pixseek.api.errors import ApiError, NotFound
+
 from pixseek.errors import CollectionNotFound
 from pixseek.media import read_image_bytes, thumbnail_jpeg
 from pixseek.store.base import VectorStore, check_collection_name

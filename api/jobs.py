@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from api.errors import ApiError, NotFound
+from pixseek.api.errors import ApiError, NotFound
+from pixseek.worker.client import FINISHED, JobStatus
+from pixseek.worker.spec import JobSpec
+
 from pixseek.config import Settings
 from pixseek.errors import JobNotFound, UserError
-from worker.client import FINISHED, JobStatus
-from worker.spec import JobSpec
 
 log = logging.getLogger("pixseek.api")
 MAX_KEPT_JOBS = 500
@@ -61,7 +62,7 @@ class BrokerJobs:
     mode = "broker"
 
     def __init__(self, settings: Settings) -> None:
-        from worker.client import JobClient
+        from pixseek.worker.client import JobClient
 
         self.settings = settings
         self.client = JobClient(settings)
@@ -88,7 +89,7 @@ class BrokerJobs:
             raise ApiError(503, str(exc)) from None
 
     def health(self) -> dict[str, Any]:
-        from worker.app import broker_url, safe_url
+        from pixseek.worker.app import broker_url, safe_url
 
         info: dict[str, Any] = {
             "mode": self.mode,
@@ -153,7 +154,7 @@ class LocalJobs:
             del self._jobs[job_id]
 
     def _run(self, job: _Job) -> None:
-        from worker.job import JobCancelled, run_job
+        from pixseek.worker.job import JobCancelled, run_job
 
         if job.cancel.is_set():
             return

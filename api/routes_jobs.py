@@ -9,16 +9,16 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pixseek.api.app import Services, services
+from pixseek.api.errors import ApiError, ErrorOut, NotFound
+from pixseek.api.routes_search import hit_out
+from pixseek.api.schemas import JobBody, JobOut, JobResultOut
+from pixseek.search.filters import compile_filters
+from pixseek.worker.client import JobStatus
+from pixseek.worker.spec import JobSpec
 
-from api.app import Services, services
-from api.errors import ApiError, ErrorOut, NotFound
-from api.routes_search import hit_out
-from api.schemas import JobBody, JobOut, JobResultOut
 from pixseek.errors import CollectionNotFound
 from pixseek.store.base import check_collection_name
-from search.filters import compile_filters
-from worker.client import JobStatus
-from worker.spec import JobSpec
 
 router = APIRouter(tags=["jobs"])
 JobParam = Path(max_length=200, description="Job id (a UUID)", json_schema_extra={"format": "uuid"})

@@ -8,20 +8,20 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pixseek.api.app import Services, services
+from pixseek.api.errors import ApiError, ErrorOut
+from pixseek.api.images import ImageBytes
+from pixseek.api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody, SearchOut
+from pixseek.api.uploads import SearchInput, read_search
+from pixseek.search.engine import check_model, run_search
+from pixseek.search.filters import compile_filters, parse_where
+from pixseek.search.query import Composed, QuerySpec, build_query
+from pixseek.search.render import hit_record
+from pixseek.search.text_encoder import QueryEncoder, query_encoder
 from qdrant_client import models
 
-from api.app import Services, services
-from api.errors import ApiError, ErrorOut
-from api.images import ImageBytes
-from api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody, SearchOut
-from api.uploads import SearchInput, read_search
 from pixseek.errors import CollectionNotFound, UserError
 from pixseek.store.base import CLIP_VECTOR, Hit, check_collection_name
-from search.engine import check_model, run_search
-from search.filters import compile_filters, parse_where
-from search.query import Composed, QuerySpec, build_query
-from search.render import hit_record
-from search.text_encoder import QueryEncoder, query_encoder
 
 public = APIRouter(tags=["service"])
 router = APIRouter()

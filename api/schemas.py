@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pixseek.search.engine import MAX_LIMIT
+from pixseek.search.fusion import DEFAULT_FUSION, FUSIONS
+from pixseek.worker import spec as job_limits
 from pydantic import BaseModel, ConfigDict, Field
-
-from search.engine import MAX_LIMIT
-from search.fusion import DEFAULT_FUSION, FUSIONS
-from worker import spec as job_limits
 
 MAX_UPLOADS = 8  # example images per search
 MAX_OFFSET = 10_000

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
+from pixseek.api.errors import ApiError, validation_message
+from pixseek.api.schemas import MAX_UPLOADS, SearchBody
+from pixseek.search.query import Composed, QueryInput, QuerySpec, Term
 from pydantic import ValidationError
-
-from api.errors import ApiError, validation_message
-from api.schemas import MAX_UPLOADS, SearchBody
-from search.query import Composed, QueryInput, QuerySpec, Term
 
 MAX_FIELD_BYTES = 256 * 1024
 
@@ -141,7 +140,7 @@ async def read_search(request: Request, max_pixels: int) -> SearchInput:
 
 
 def _check_image(data: bytes, name: str, max_pixels: int) -> None:
-    from ingest.decode import ImageRejected, decode_image
+    from pixseek.ingest.decode import ImageRejected, decode_image
 
     if not data:
         raise ApiError(422, f"uploaded image {name!r} is empty")

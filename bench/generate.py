@@ -62,14 +62,15 @@ def median_stages(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run_tiny(args: argparse.Namespace) -> dict[str, Any]:
-    from ingest.labels import load_labels
-    from ingest.pipeline import IngestOptions, run_ingest
+    from pixseek.ingest.labels import load_labels
+    from pixseek.ingest.pipeline import IngestOptions, run_ingest
+    from pixseek.worker.job import run_job
+    from pixseek.worker.spec import JobSpec
+
     from pixseek.config import load_settings
     from pixseek.models.bundle import load_image_embedders
     from pixseek.models.random_weights import write_random_clip, write_random_t2i
     from pixseek.store import open_store
-    from worker.job import run_job
-    from worker.spec import JobSpec
 
     work = Path(tempfile.mkdtemp(prefix="pixseek-bench-generate-"))
     clip_dir = write_random_clip(work / "clip", "tiny")
@@ -161,11 +162,12 @@ def timed(function, repeats: int) -> tuple[float, Any]:
 def time_architecture(
     arch: str, steps: int, guidance: float, size: int, clip: Any, store: Any, args: Any
 ) -> dict[str, Any]:
+    from pixseek.search.fusion import fuse
+
     from pixseek.models.device import pick_dtype
     from pixseek.models.random_weights import random_t2i_pipeline
     from pixseek.models.t2i import GenerationParams, wrap_pipeline
     from pixseek.store.base import SearchRequest
-    from search.fusion import fuse
 
     device = clip.device
     started = time.perf_counter()

@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--forward-images", type=int, default=640)
     args = parser.parse_args()
 
-    from ingest.pipeline import IngestOptions, run_ingest
+    from pixseek.ingest.pipeline import IngestOptions, run_ingest
+
     from pixseek.config import load_settings
     from pixseek.models.bundle import load_image_embedders
     from pixseek.models.random_weights import write_random_clip

@@ -98,12 +98,12 @@ def timed(record: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def profile_in_process(store: Any, encoder: Any, name: str, queries: list[str], limit: int) -> dict:
+    from pixseek.search import render
+    from pixseek.search.engine import run_search
+    from pixseek.search.query import QueryInput, build_query
     from qdrant_edge import Query, QueryRequest
 
     from pixseek.store.base import Nearest, SearchRequest
-    from search import render
-    from search.engine import run_search
-    from search.query import QueryInput, build_query
 
     stages: dict[str, list[float]] = defaultdict(list)
     shard = store._shard(name)  # the store's own open shard, for the payload-free variant
@@ -140,12 +140,12 @@ def profile_in_process(store: Any, encoder: Any, name: str, queries: list[str], 
 
 
 def profile_api(settings: Any, name: str, queries: list[str], limit: int) -> dict:
+    import pixseek.api.routes_search as routes
     from fastapi.testclient import TestClient
+    from pixseek.api.app import create_app
+    from pixseek.search.text_encoder import QueryEncoder
 
-    import api.routes_search as routes
-    from api.app import create_app
     from pixseek.store.edge import EdgeStore
-    from search.text_encoder import QueryEncoder
 
     encode: list[float] = []
     store_search: list[float] = []
@@ -258,9 +258,10 @@ def main() -> None:
 
 
 def in_process_main(args: argparse.Namespace) -> None:
+    from pixseek.search.text_encoder import query_encoder
+
     from pixseek.config import load_settings
     from pixseek.store import open_store
-    from search.text_encoder import query_encoder
 
     settings = load_settings()
     encoder = query_encoder(settings)

@@ -154,8 +154,9 @@ def load(store, name: str, corpus: Corpus, metadata: dict[str, Any]) -> float:
 
 def vector_search(store, name: str, queries: np.ndarray, count: int) -> dict[str, Any]:
     """Unfiltered and per-filter latency of the request `run_search` sends for a top-10 page."""
+    from pixseek.search.filters import compile_filters
+
     from pixseek.store.base import Nearest, SearchRequest
-    from search.filters import compile_filters
 
     def one(vector: np.ndarray, flt) -> None:
         store.search(name, SearchRequest(Nearest(vector), limit=11, offset=0, filter=flt))
@@ -187,8 +188,8 @@ def vector_search(store, name: str, queries: np.ndarray, count: int) -> dict[str
 
 def text_queries(store, name: str, encoder, captions: list[str], count: int) -> dict[str, Any]:
     """Uncached encode + run_search per query, each part timed; then the same queries cached."""
-    from search.engine import run_search
-    from search.query import QuerySpec, Term
+    from pixseek.search.engine import run_search
+    from pixseek.search.query import QuerySpec, Term
 
     encoder.clear_cache()
     encode, search, total = [], [], []
@@ -261,12 +262,12 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
+    from pixseek.search.text_encoder import query_encoder
 
     from pixseek.config import load_settings
     from pixseek.models.random_weights import write_random_clip
     from pixseek.store.edge import EdgeStore
     from pixseek.store.server import ServerStore
-    from search.text_encoder import query_encoder
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="pixseek-bench-search-"))

@@ -45,9 +45,10 @@ def eval_command(
 
     Writes metrics.json, per_query.csv, summary.md, metrics_vs_k.png and report.html to --out.
     """
-    from evaluation.queries import load_queries
-    from evaluation.report import write_all
-    from evaluation.runner import parse_ks, parse_strategies, run_eval
+    from pixseek.evaluation.queries import load_queries
+    from pixseek.evaluation.report import write_all
+    from pixseek.evaluation.runner import parse_ks, parse_strategies, run_eval
+
     from pixseek.cli import settings_from
 
     settings = settings_from(ctx)
@@ -99,7 +100,7 @@ def eval_queries_command() -> None:
 @click.option("--limit", default=0, type=int, help="Keep the first N queries.")
 def captions_command(labels_file: str, out: str, limit: int) -> None:
     """Each caption is a query; its one relevant item is the image it describes (COCO)."""
-    from evaluation.queries import caption_queries, write_queries
+    from pixseek.evaluation.queries import caption_queries, write_queries
 
     count = write_queries(caption_queries(Path(labels_file), limit), Path(out))
     click.echo(f"wrote {count} caption queries to {out}")
@@ -112,7 +113,7 @@ def captions_command(labels_file: str, out: str, limit: int) -> None:
 @click.option("--bare", is_flag=True, help="Use the bare label as the query text.")
 def labels_command(labels_file: str, out: str, template: str, bare: bool) -> None:
     """One query per class (COCO categories, Imagenette classes); all its images relevant."""
-    from evaluation.queries import label_queries, write_queries
+    from pixseek.evaluation.queries import label_queries, write_queries
 
     count = write_queries(label_queries(Path(labels_file), "{}" if bare else template), Path(out))
     click.echo(f"wrote {count} label queries to {out}")
@@ -134,7 +135,7 @@ def prepare_coco_command(
     queries_out: str,
 ) -> None:
     """COCO annotations -> labels JSONL + caption queries, keeping images with <= N objects."""
-    from evaluation.queries import prepare_coco, write_queries
+    from pixseek.evaluation.queries import prepare_coco, write_queries
 
     rows, queries = prepare_coco(
         Path(instances), Path(captions) if captions else None, max_objects, prefix

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ingest.labels import load_labels
+from pixseek.ingest.labels import load_labels
+
 from pixseek.errors import UserError
 from pixseek.store import VectorStore
 from pixseek.store.base import is_point_id

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.runner import EvalRun
+from pixseek.evaluation.runner import EvalRun
+
 from pixseek.media import read_image_bytes, thumbnail_jpeg
 
 THUMB_PX = 160

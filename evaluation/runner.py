@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluation.metrics import bootstrap, paired_bootstrap, query_metrics
-from evaluation.queries import EvalQuery, RelevanceIndex
+from pixseek.evaluation.metrics import bootstrap, paired_bootstrap, query_metrics
+from pixseek.evaluation.queries import EvalQuery, RelevanceIndex
+from pixseek.search.fusion import FUSIONS
+from pixseek.worker.job import run_job
+from pixseek.worker.spec import JobSpec
+
 from pixseek.config import Settings
 from pixseek.errors import CollectionNotFound, UserError
 from pixseek.store import open_store
-from search.fusion import FUSIONS
-from worker.job import run_job
-from worker.spec import JobSpec
 
 BASELINE = "text"
 

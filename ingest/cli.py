@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ingest.pipeline import IngestSummary
+    from pixseek.ingest.pipeline import IngestSummary
 
 
 @click.command("ingest")
@@ -44,8 +44,9 @@ def ingest_command(
     Re-running is incremental: unchanged files are skipped, changed ones replaced, and a run
     that was killed picks up where it stopped.
     """
-    from ingest.labels import load_labels
-    from ingest.pipeline import IngestOptions, run_ingest
+    from pixseek.ingest.labels import load_labels
+    from pixseek.ingest.pipeline import IngestOptions, run_ingest
+
     from pixseek.cli import settings_from
     from pixseek.models.bundle import load_image_embedders
     from pixseek.store import open_store

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from pixseek.ingest.decode import ImageRejected, decode_image
+from pixseek.ingest.labels import LabelIndex, folder_label
+from pixseek.ingest.sources import ImageFile, Skipped, discover, resolve_inputs, root_of
+from pixseek.ingest.state import CollectionState
 
-from ingest.decode import ImageRejected, decode_image
-from ingest.labels import LabelIndex, folder_label
-from ingest.sources import ImageFile, Skipped, discover, resolve_inputs, root_of
-from ingest.state import CollectionState
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.store import IndexStatus, PointRecord, VectorStore
 

@@ -134,25 +134,25 @@ def random_model_command(directory: str, arch: str) -> None:
 
 
 def _register_stages() -> None:
-    from ingest.cli import ingest_command
+    from pixseek.ingest.cli import ingest_command
 
     main.add_command(ingest_command)
 
-    from search.cli import search_command
+    from pixseek.search.cli import search_command
 
     main.add_command(search_command)
 
-    from evaluation.cli import eval_command, eval_queries_command
+    from pixseek.evaluation.cli import eval_command, eval_queries_command
 
     main.add_command(eval_command)
     main.add_command(eval_queries_command)
 
-    from worker.cli import jobs_command, worker_command
+    from pixseek.worker.cli import jobs_command, worker_command
 
     main.add_command(jobs_command)
     main.add_command(worker_command)
 
-    from api.cli import serve_command
+    from pixseek.api.cli import serve_command
 
     main.add_command(serve_command)
 

@@ -1,13 +1,65 @@
-"""Errors meant for the person at the keyboard: one line that says what is wrong and what to do."""
+"""Errors that carry their meaning: one line for the person, an HTTP status, an exit code.
+
+Every error pixseek raises on purpose is a `PixseekError`. The CLI prints `pixseek: error: LINE`
+(plus the hint, when there is one) and exits with `exit_code`; the API answers `http_status`
+with `{"detail": LINE}`; workers retry exactly the `ServiceUnavailable` kind. Nothing else
+re-maps errors by type or by message text.
+"""
 
 from __future__ import annotations
 
 
-class UserError(Exception):
-    """A problem with the user's input or setup. The CLI prints it as one line and exits 2."""
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-class CollectionNotFound(UserError):
+class PixseekError(Exception):
+    """Base of every deliberate error: a one-line message that says what is wrong and what to do.
+
+    `hint` is extra advice for the command line only (an API client gets the message alone).
+    """
+
+    http_status: int = 422
+    exit_code: int = 2
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return first_line(self) if str(self) else type(self).__name__
+
+
+class UserError(PixseekError):
+    """A problem with the user's input or setup (HTTP 422, exit 2)."""
+
+
+class InputError(UserError):
+    """The request itself is wrong: a bad filter, query, option value or file (HTTP 422)."""
+
+
+class TooLarge(UserError):
+    """The request asks for more work than the configured bounds allow (HTTP 413)."""
+
+    http_status = 413
+
+
+class Forbidden(UserError):
+    """The request names something it may not touch, such as a path outside the allowed roots."""
+
+    http_status = 403
+
+
+class NotFound(UserError):
+    """The thing named does not exist (HTTP 404)."""
+
+    http_status = 404
+
+
+class CollectionNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"collection {name!r} does not exist; run `pixseek collections` to list them "
@@ -16,14 +68,42 @@ class CollectionNotFound(UserError):
         self.name = name
 
 
-class ServiceUnavailable(UserError):
+class JobNotFound(NotFound):
+    """No such job: never submitted to this broker, or its result expired."""
+
+
+class Conflict(UserError):
+    """The request conflicts with the current state (an unfinished job's result; HTTP 409)."""
+
+    http_status = 409
+
+
+class Misconfigured(PixseekError):
+    """The server's configuration cannot serve this (wrong model for a collection, a model that
+    cannot load): not the client's fault, and not transient (HTTP 503, exit 2)."""
+
+    http_status = 503
+
+
+class ServiceUnavailable(PixseekError):
     """A service pixseek relies on (Qdrant server, Redis) does not answer: likely to pass, so
     workers retry it and the API answers 503."""
+
+    http_status = 503
 
 
 class StoreBusy(ServiceUnavailable):
     """The embedded store is held open by another process."""
 
 
-class JobNotFound(UserError):
-    """No such job: never submitted to this broker, or its result expired."""
+class StoreCorrupt(PixseekError):
+    """A collection's files on disk fail an integrity check (HTTP 503, exit 2): the message names
+    the collection and the command that checks or repairs it."""
+
+    http_status = 503
+
+
+class DiskFull(PixseekError):
+    """No space left on the device that holds the store or the cache (HTTP 507)."""
+
+    http_status = 507

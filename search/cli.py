@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from worker.cli import generation_options
+from pixseek.worker.cli import generation_options
 
 # rclip-style terms that start with a dash: `-:grass`, `-2:grass`, `-./dog.jpg`, `-/abs/dog.jpg`.
 _DASH_TERM = re.compile(r"^[+-]((\d+(\.\d*)?|\.\d+)?:|\.{1,2}[/\\]|/|~/)")
@@ -137,15 +136,16 @@ def search_command(
     Composed: --image ref.jpg --modify 'at night' [--modify-weight 0.5]
     Scores are cosine similarities to the query.
     """
+    from pixseek.search.engine import run_search
+    from pixseek.search.filters import compile_filters
+    from pixseek.search.query import QueryInput, build_query
+    from pixseek.search.text_encoder import query_encoder
+
     from pixseek.cli import settings_from
     from pixseek.store import open_store
-    from search.engine import run_search
-    from search.filters import compile_filters
-    from search.query import QueryInput, build_query
-    from search.text_encoder import query_encoder
 
     if generate:  # -- generative search: delegated to worker/cli.py
-        from worker.cli import search_generate
+        from pixseek.worker.cli import search_generate
 
         ignored = {"image": images, "like": likes, "modify": modify, "offset": offset}
         search_generate(
@@ -192,7 +192,7 @@ def search_command(
 
 
 def _print(hits: list[Any], offset: int, as_json: bool) -> None:
-    from search.render import json_lines, table
+    from pixseek.search.render import json_lines, table
 
     if as_json:
         if hits:
@@ -207,8 +207,9 @@ def _print(hits: list[Any], offset: int, as_json: bool) -> None:
 def _write_html(
     path: Path, hits: list[Any], query: str, collection: str, wheres: tuple[str, ...], offset: int
 ) -> None:
+    from pixseek.search.render import contact_sheet
+
     from pixseek.errors import UserError
-    from search.render import contact_sheet
 
     details = f"collection {collection}"
     if wheres:

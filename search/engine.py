@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pixseek.search.query import Composed, QuerySpec, Term
+from pixseek.search.text_encoder import QueryEncoder, unit
 from qdrant_client import models
 
 from pixseek.errors import CollectionNotFound, UserError
@@ -42,8 +44,6 @@ from pixseek.store.base import (
     VectorStore,
     is_point_id,
 )
-from search.query import Composed, QuerySpec, Term
-from search.text_encoder import QueryEncoder, unit
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -144,7 +144,7 @@ def check_model(info: CollectionInfo, encoder: QueryEncoder) -> None:
 
 def load_query_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode a query image (EXIF orientation applied, RGB); one-line errors."""
-    from ingest.decode import ImageRejected, decode_image
+    from pixseek.ingest.decode import ImageRejected, decode_image
 
     file = Path(os.path.expanduser(path))
     try:

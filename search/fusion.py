@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pixseek.search.text_encoder import unit
 
 from pixseek.errors import UserError
-from search.text_encoder import unit
 
 if TYPE_CHECKING:  # the store pulls in qdrant-client (slow to import); the CLI needs FUSIONS only
     from pixseek.store.base import QueryPlan

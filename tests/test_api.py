@@ -61,8 +61,8 @@ def api_env(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> di
 
 def make_client(env: dict[str, str], **overrides: Any) -> Any:
     from fastapi.testclient import TestClient
+    from pixseek.api.app import create_app
 
-    from api.app import create_app
     from pixseek.config import load_settings
 
     settings = dataclasses.replace(load_settings(env), **overrides)

@@ -121,7 +121,7 @@ def test_unknown_and_malformed_job_ids(client):
 
 def _fake_run_job(calls: list[str]):
     """A job that 'generates' until it is cancelled: cancel and queueing without a GPU."""
-    from worker.job import JobCancelled
+    from pixseek.worker.job import JobCancelled
 
     def run_job(settings, spec, job_id, progress, cancelled, deliveries=1):
         calls.append(spec.prompt)
@@ -143,7 +143,7 @@ def _fake_run_job(calls: list[str]):
 
 def test_cancel_queued_and_running_jobs_and_failures(client, monkeypatch):
     calls: list[str] = []
-    monkeypatch.setattr("worker.job.run_job", _fake_run_job(calls))
+    monkeypatch.setattr("pixseek.worker.job.run_job", _fake_run_job(calls))
     running = submit(client, prompt="running")
     queued = submit(client, prompt="queued")  # one job thread: this one waits
     deadline = time.monotonic() + 30
@@ -172,7 +172,7 @@ def test_cancel_queued_and_running_jobs_and_failures(client, monkeypatch):
 
 
 def test_unfinished_job_has_no_result_yet(client, monkeypatch):
-    monkeypatch.setattr("worker.job.run_job", _fake_run_job([]))
+    monkeypatch.setattr("pixseek.worker.job.run_job", _fake_run_job([]))
     job = submit(client, prompt="slow")
     assert "is not finished" in error(client.get(f"/jobs/{job['job_id']}/result"), 409)
     client.delete(f"/jobs/{job['job_id']}")

@@ -293,7 +293,7 @@ def test_bad_uploads_are_422_naming_the_file(limited):
 
 
 def test_thumbnail_cache_stays_within_its_byte_budget(client):
-    from api.images import Images
+    from pixseek.api.images import Images
 
     hits = client.post("/search", json={"collection": "coco", "q": "x", "limit": 6}).json()["hits"]
     images = Images(client.app.state.pixseek.store, cache_bytes=40_000)

@@ -6,15 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, ndcg_score
-
-from evaluation.metrics import (
+from pixseek.evaluation.metrics import (
     bootstrap,
     paired_bootstrap,
     query_metrics,
     reciprocal_rank,
     tie_groups,
 )
+from sklearn.metrics import average_precision_score, ndcg_score
 
 
 def _full_ranking(scores: list[float]) -> list[tuple[str, float]]:

@@ -7,13 +7,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pixseek.search.engine import run_search
+from pixseek.search.filters import FilterSyntaxError, compile_filters, parse_where
+from pixseek.search.query import QuerySpec, Term
 from qdrant_client import models
 
 from pixseek.errors import UserError
 from pixseek.store.base import PointRecord
-from search.engine import run_search
-from search.filters import FilterSyntaxError, compile_filters, parse_where
-from search.query import QuerySpec, Term
 
 PAYLOADS = {
     "a": {"labels": ["dog", "cat"], "source": "trip/beach/a.jpg", "width": 640, "height": 480,

@@ -6,11 +6,11 @@ import uuid
 
 import numpy as np
 import pytest
+from pixseek.search.fusion import FUSIONS, fuse, score_kind
 from qdrant_client import models
 
 from pixseek.errors import UserError
 from pixseek.store.base import Nearest, PointRecord, RankFusion, SearchRequest
-from search.fusion import FUSIONS, fuse, score_kind
 
 TEXT = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
 # Two generated images that agree with each other, away from the text direction.

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pixseek.worker.images import ImageCache
+from pixseek.worker.spec import JobSpec, parse_size
 
 from pixseek.config import load_settings
 from pixseek.errors import UserError
 from pixseek.models.t2i import GenerationParams, load_t2i, model_fingerprint
 from tests.conftest import COCO, json_lines, run_pixseek
-from worker.images import ImageCache
-from worker.spec import JobSpec, parse_size
 
 SMALL = GenerationParams("a red bus", steps=2, width=32, height=32)
 
@@ -144,7 +144,7 @@ def test_job_spec_validation():
 
 
 def test_run_job_in_process(cli, pixseek_env, tiny_t2i_dir, mini_coco, monkeypatch):
-    from worker.job import JobCancelled, run_job
+    from pixseek.worker.job import JobCancelled, run_job
 
     code, _, err = cli("ingest", mini_coco, "--labels", mini_coco / "labels.jsonl", "-c", "mini")
     assert code == 0, err

@@ -184,12 +184,12 @@ def test_drop_collection(cli, pixseek_env):
 
 
 def test_index_is_built_after_large_changing_runs(cli, pixseek_env, monkeypatch):
-    import ingest.pipeline
+    import pixseek.ingest.pipeline
 
     source = COCO / "train2017"
     code, out, err = cli("ingest", source, "-c", "small", "--json")
     assert code == 0 and _summary(out)["index"] is None  # below the automatic threshold
-    monkeypatch.setattr(ingest.pipeline, "AUTO_OPTIMIZE_POINTS", 10)
+    monkeypatch.setattr(pixseek.ingest.pipeline, "AUTO_OPTIMIZE_POINTS", 10)
     code, out, _ = cli("ingest", COCO / "val2017", "-c", "small", "--json")
     summary = _summary(out)
     points = summary["index"]["points"]

@@ -187,8 +187,9 @@ def test_threshold_and_ensemble_switch(search):
 
 
 def test_repeated_text_queries_hit_the_embedding_cache(search):
+    from pixseek.search.text_encoder import query_encoder
+
     from pixseek.config import load_settings
-    from search.text_encoder import query_encoder
 
     encoder = query_encoder(load_settings())  # the process-wide one the CLI uses
     search("a query worth caching", "--json", "-k", "1")

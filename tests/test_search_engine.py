@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 from PIL import Image
+from pixseek.search.engine import plan_search, run_search
+from pixseek.search.query import Composed, QueryInput, QuerySpec, Term, build_query
+from pixseek.search.text_encoder import QueryEncoder
 
 from pixseek.errors import CollectionNotFound, UserError
 from pixseek.store.base import PointRecord
-from search.engine import plan_search, run_search
-from search.query import Composed, QueryInput, QuerySpec, Term, build_query
-from search.text_encoder import QueryEncoder
 
 AXES = {"dog": 0, "grass": 1, "beach": 2, "night": 3, "cat": 4, "car": 5}
 DIM = 6
@@ -246,7 +246,7 @@ def test_threshold_drops_results_below_it(coll, encoder):
 
 
 def test_filter_is_applied_with_examples_excluded(coll, encoder):
-    from search.filters import compile_filters
+    from pixseek.search.filters import compile_filters
 
     flt = compile_filters(["label in (dog, dog_beach, dog_grass, cat)"])
     got = search(coll, encoder, spec_of(likes=[IDS["dog"]]), filter=flt)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 import pytest
+from pixseek.search.query import Composed, QueryInput, Term, build_query, parse_terms
 
 from pixseek.errors import UserError
-from search.query import Composed, QueryInput, Term, build_query, parse_terms
 
 
 def _terms(*tokens: str) -> list[tuple[str, str, float]]:
@@ -75,7 +75,7 @@ def test_bad_queries(given, fragment):
 
 
 def test_cli_passes_dash_terms_through_in_order():
-    from search.cli import search_command
+    from pixseek.search.cli import search_command
 
     ctx = click.Context(search_command)
     args = [

@@ -10,10 +10,10 @@ import tarfile
 import zipfile
 
 from PIL import Image
+from pixseek.search.render import contact_sheet, json_lines, table, thumbnail_data_uri
 
 from pixseek.media import read_image_bytes
 from pixseek.store.base import Hit
-from search.render import contact_sheet, json_lines, table, thumbnail_data_uri
 
 
 def _jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

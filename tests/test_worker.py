@@ -146,8 +146,9 @@ class Deployment:
         return result.exit_code, result.stdout, result.stderr
 
     def client(self) -> Any:
+        from pixseek.worker.client import JobClient
+
         from pixseek.config import load_settings
-        from worker.client import JobClient
 
         return JobClient(load_settings(self.env))
 
@@ -335,7 +336,7 @@ def test_bad_input_fails_fast_without_retries(deployment, recorder):
     assert code == 2 and f"job {job_id} failed: collection 'nope'" in err
 
     # A client that skips the checks (another language, an old version): the worker refuses too.
-    from worker.app import TASK_NAME
+    from pixseek.worker.app import TASK_NAME
 
     app = deployment.client().app
     bad = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from pixseek.worker.app import TASK_NAME, create_app, visibility_timeout
+from pixseek.worker.client import JobStatus, check_job_id
+from pixseek.worker.tasks import backoff_seconds, is_transient
 
 from pixseek.config import load_settings
 from pixseek.errors import ServiceUnavailable, StoreBusy, UserError
-from worker.app import TASK_NAME, create_app, visibility_timeout
-from worker.client import JobStatus, check_job_id
-from worker.tasks import backoff_seconds, is_transient
 
 BROKER = {"PIXSEEK_BROKER_URL": "redis://127.0.0.1:6379/0"}
 

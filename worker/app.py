@@ -141,7 +141,7 @@ def create_app(settings: Settings) -> Celery:
         worker_proc_alive_timeout=120,
     )
     app.pixseek_settings = settings  # the worker's own settings; read by the task
-    from worker.tasks import register
+    from pixseek.worker.tasks import register
 
     register(app)
     return app

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pixseek.search.fusion import DEFAULT_FUSION, FUSIONS
 
 from pixseek.config import Settings
-from search.fusion import DEFAULT_FUSION, FUSIONS
 
 
 def generation_options(full: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -57,7 +57,7 @@ def generation_options(full: bool = True) -> Callable[[Callable[..., Any]], Call
 
 
 def build_spec(prompt: str, collection: str, **given: Any) -> Any:
-    from worker.spec import JobSpec, parse_size
+    from pixseek.worker.spec import JobSpec, parse_size
 
     width = height = None
     if given.get("size"):
@@ -84,7 +84,7 @@ def build_spec(prompt: str, collection: str, **given: Any) -> Any:
 def _output(
     result: dict[str, Any], as_json: bool, html_path: str | None, hit_lines: bool = False
 ) -> None:
-    from worker.render import summary, write_page
+    from pixseek.worker.render import summary, write_page
 
     if as_json and hit_lines:  # as `pixseek search --json`: one object per hit
         for hit in result["hits"]:
@@ -109,9 +109,10 @@ def search_generate(
     **given: Any,
 ) -> None:
     """`pixseek search TEXT --generate`: the words are the prompt, the search options apply."""
+    from pixseek.search.filters import compile_filters
+
     from pixseek.cli import settings_from
     from pixseek.errors import UserError
-    from search.filters import compile_filters
 
     used = [f"--{name.replace('_', '-')}" for name, value in ignored.items() if value]
     if used:
@@ -129,12 +130,12 @@ def run_generate(
     hit_lines: bool = False,
 ) -> dict[str, Any]:
     """`search --generate`: in-process without a broker, else queued and followed."""
-    from worker.render import ProgressDisplay
+    from pixseek.worker.render import ProgressDisplay
 
     display = ProgressDisplay()
     try:
         if settings.broker_url:
-            from worker.client import JobClient
+            from pixseek.worker.client import JobClient
 
             client = JobClient(settings)
             job_id = client.submit(spec)
@@ -142,7 +143,7 @@ def run_generate(
             client.wait(job_id, on_update=lambda s: display(s.state, s.meta))
             result = client.result(job_id)
         else:
-            from worker.job import run_job
+            from pixseek.worker.job import run_job
 
             result = run_job(settings, spec, str(uuid.uuid4()), display)
     finally:
@@ -152,8 +153,9 @@ def run_generate(
 
 
 def _client(ctx: click.Context) -> Any:
+    from pixseek.worker.client import JobClient
+
     from pixseek.cli import settings_from
-    from worker.client import JobClient
 
     return JobClient(settings_from(ctx))
 
@@ -176,7 +178,7 @@ def submit_command(
     ctx: click.Context, prompt: tuple[str, ...], collection: str, as_json: bool, **given: Any
 ) -> None:
     """Queue a generative search for PROMPT; prints the job id at once."""
-    from search.filters import compile_filters
+    from pixseek.search.filters import compile_filters
 
     spec = build_spec(" ".join(prompt), collection, **given)
     compile_filters(spec.where)  # a bad filter is refused here, not on the GPU
@@ -210,7 +212,7 @@ def result_command(
     timeout: float | None,
 ) -> None:
     """The generated images and ranked hits of finished job JOB_ID."""
-    from worker.render import ProgressDisplay
+    from pixseek.worker.render import ProgressDisplay
 
     client = _client(ctx)
     if wait:
@@ -249,8 +251,7 @@ def cancel_command(ctx: click.Context, job_id: str) -> None:
 @click.pass_context
 def worker_command(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
     """Run a Celery worker for generation jobs on the GPU queue (PIXSEEK_JOB_QUEUE)."""
-    from pixseek.cli import settings_from
-    from worker.app import (
+    from pixseek.worker.app import (
         backend_url,
         broker_url,
         check_reachable,
@@ -258,6 +259,8 @@ def worker_command(ctx: click.Context, concurrency: int, pool: str, loglevel: st
         safe_url,
         visibility_timeout,
     )
+
+    from pixseek.cli import settings_from
 
     settings = settings_from(ctx)
     app = create_app(settings)

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pixseek.config import Settings
-from pixseek.errors import JobNotFound, ServiceUnavailable, UserError
-from worker.app import (
+from pixseek.worker.app import (
     RESULT_TTL_S,
     TASK_NAME,
     backend_url,
@@ -27,8 +25,11 @@ from worker.app import (
     redis_client,
     safe_url,
 )
-from worker.spec import JobSpec
-from worker.tasks import JobControl
+from pixseek.worker.spec import JobSpec
+from pixseek.worker.tasks import JobControl
+
+from pixseek.config import Settings
+from pixseek.errors import JobNotFound, ServiceUnavailable, UserError
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 STALE_AFTER_S = 120  # a running job silent this long: its worker may have died

@@ -21,6 +21,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from pixseek.search.engine import check_model
+from pixseek.search.filters import compile_filters
+from pixseek.search.fusion import fuse, score_kind
+from pixseek.search.render import hit_record
+from pixseek.search.text_encoder import query_encoder
+from pixseek.worker.images import ImageCache
+from pixseek.worker.spec import JobSpec
 
 from pixseek.config import Settings
 from pixseek.errors import CollectionNotFound, UserError
@@ -33,13 +40,6 @@ from pixseek.models.t2i import (
 )
 from pixseek.store import open_store
 from pixseek.store.base import CLIP_VECTOR, DINO_VECTOR, CollectionInfo, SearchRequest
-from search.engine import check_model
-from search.filters import compile_filters
-from search.fusion import fuse, score_kind
-from search.render import hit_record
-from search.text_encoder import query_encoder
-from worker.images import ImageCache
-from worker.spec import JobSpec
 
 Progress = Callable[[str, dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.25  # at most this often per denoising step; stage changes always

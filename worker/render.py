@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pixseek.search.render import table, thumbnail_data_uri
 
 from pixseek.store.base import Hit
-from search.render import table, thumbnail_data_uri
 
 THUMBNAIL_PX = 256
 
@@ -46,7 +46,7 @@ class ProgressDisplay:
         self._last: tuple[Any, ...] | None = None
 
     def __call__(self, state: str, meta: dict[str, Any]) -> None:
-        from worker.client import JobStatus
+        from pixseek.worker.client import JobStatus
 
         if self.quiet:
             return

@@ -14,11 +14,12 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from pixseek.search.fusion import DEFAULT_FUSION, FUSIONS
+
 from pixseek.config import Settings
 from pixseek.errors import UserError
 from pixseek.models.t2i import GenerationParams
 from pixseek.store.base import check_collection_name
-from search.fusion import DEFAULT_FUSION, FUSIONS
 
 MAX_PROMPT_CHARS = 1000
 MAX_IMAGES = 16

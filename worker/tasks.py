@@ -26,10 +26,7 @@ from typing import Any
 from celery import Celery, Task, states
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
-
-from pixseek.config import Settings
-from pixseek.errors import ServiceUnavailable, UserError
-from worker.app import (
+from pixseek.worker.app import (
     MAX_DELIVERIES,
     MAX_RETRIES,
     RESULT_TTL_S,
@@ -40,6 +37,9 @@ from worker.app import (
     soft_time_limit,
     visibility_timeout,
 )
+
+from pixseek.config import Settings
+from pixseek.errors import ServiceUnavailable, UserError
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ def _cancelled(task: Task, job_id: str) -> Ignore:
 
 
 def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
-    from worker.job import JobCancelled, run_job
-    from worker.spec import JobSpec
+    from pixseek.worker.job import JobCancelled, run_job
+    from pixseek.worker.spec import JobSpec
 
     job_id = task.request.id
     done = task.backend.get_task_meta(job_id)
