@@ -75,7 +75,7 @@ def test_bad_queries(given, fragment):
 
 
 def test_cli_passes_dash_terms_through_in_order():
-    from pixseek.search.cli import search_command
+    from pixseek.cli.search import search_command
 
     ctx = click.Context(search_command)
     args = [

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pixseek.cli.context import settings_from
+
 if TYPE_CHECKING:
     from pixseek.ingest.pipeline import IngestSummary
 
@@ -46,8 +48,6 @@ def ingest_command(
     """
     from pixseek.ingest.labels import load_labels
     from pixseek.ingest.pipeline import IngestOptions, run_ingest
-
-    from pixseek.cli import settings_from
     from pixseek.models.bundle import load_image_embedders
     from pixseek.store import open_store
     from pixseek.store.base import check_collection_name

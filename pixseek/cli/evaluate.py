@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from pixseek.cli.context import settings_from
+
 
 @click.command("eval")
 @click.option("--collection", "-c", required=True, help="Collection to evaluate on.")
@@ -48,8 +50,6 @@ def eval_command(
     from pixseek.evaluation.queries import load_queries
     from pixseek.evaluation.report import write_all
     from pixseek.evaluation.runner import parse_ks, parse_strategies, run_eval
-
-    from pixseek.cli import settings_from
 
     settings = settings_from(ctx)
     chosen = parse_strategies(strategies)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from pixseek.cli.context import settings_from
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -24,9 +26,8 @@ def serve_command(ctx: click.Context, host: str, port: int, log_level: str, root
     generative jobs run in this process's threads; with it, on `pixseek worker` processes.
     """
     import uvicorn
-    from pixseek.api.app import create_app
 
-    from pixseek.cli import settings_from
+    from pixseek.api.app import create_app
 
     settings = settings_from(ctx)
     app = create_app(settings)

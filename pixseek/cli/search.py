@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pixseek.worker.cli import generation_options
+
+from pixseek.cli.context import settings_from
+from pixseek.cli.generate import generation_options
 
 # rclip-style terms that start with a dash: `-:grass`, `-2:grass`, `-./dog.jpg`, `-/abs/dog.jpg`.
 _DASH_TERM = re.compile(r"^[+-]((\d+(\.\d*)?|\.\d+)?:|\.{1,2}[/\\]|/|~/)")
@@ -140,12 +142,10 @@ def search_command(
     from pixseek.search.filters import compile_filters
     from pixseek.search.query import QueryInput, build_query
     from pixseek.search.text_encoder import query_encoder
-
-    from pixseek.cli import settings_from
     from pixseek.store import open_store
 
     if generate:  # -- generative search: delegated to worker/cli.py
-        from pixseek.worker.cli import search_generate
+        from pixseek.cli.generate import search_generate
 
         ignored = {"image": images, "like": likes, "modify": modify, "offset": offset}
         search_generate(
@@ -207,9 +207,8 @@ def _print(hits: list[Any], offset: int, as_json: bool) -> None:
 def _write_html(
     path: Path, hits: list[Any], query: str, collection: str, wheres: tuple[str, ...], offset: int
 ) -> None:
-    from pixseek.search.render import contact_sheet
-
     from pixseek.errors import UserError
+    from pixseek.search.render import contact_sheet
 
     details = f"collection {collection}"
     if wheres:
