@@ -1,10 +1,16 @@
 """Retrieval metrics per query, tie-aware, plus bootstrap confidence intervals.
 
-A ranking is a list of (point id, score) best first. Items with equal scores form a tie group;
-each metric is the expectation over the orders a tie could have been broken in (as scikit-learn
-does for average precision and nDCG), so a metric never depends on an arbitrary tie-break.
-Binary relevance. Queries with no relevant items are undefined for recall/AP/nDCG: they are
-reported and left out of the averages rather than counted as zero.
+A ranking is a list of (point id, score) best first, with the raw float scores the store returned
+(never rounded: rounding invents ties). Items with equal scores form a tie group, and every metric
+(AP, AP@k, MRR, nDCG@k, R@k, P@k) is the exact expectation over the orders the tie could have been
+broken in, each order equally likely. So a metric never depends on an arbitrary tie-break, and a
+query with one relevant item has AP == MRR. (scikit-learn's `average_precision_score` differs
+under ties: it takes precision once per tie group; its nDCG with `ignore_ties=False` agrees.)
+
+Binary relevance. `n_relevant` is every relevant item the query lists, including those missing
+from the collection (as trec_eval counts its qrels), unless the caller restricts it to the items
+present. Queries with no relevant item are undefined for recall/AP/nDCG: they are reported and
+left out of the averages rather than counted as zero.
 """
 
 from __future__ import annotations
@@ -59,24 +65,28 @@ def precision_at(groups: list[TieGroup], k: int) -> float:
 
 
 def average_precision(groups: list[TieGroup], n_relevant: int, k: int | None = None) -> float:
-    """AP over the ranking (AP@k when k is given), normalised by min(n_relevant, k).
+    """Expected AP over the ranking (AP@k when k is given), normalised by min(n_relevant, k).
 
-    With ties this is scikit-learn's step-wise AP: precision is taken once per tie group, at its
-    end, weighted by the recall the group adds.
+    AP = (1/R) * sum over relevant items of the precision at their rank. For a tie group of m
+    items with r relevant, starting after `before` relevant items: a given relevant item sits at
+    offset j with probability 1/m, and then (hypergeometric) j * (r - 1) / (m - 1) of the group's
+    other relevant items are above it on average. Precision at that rank is linear in that count,
+    so its expectation is exact. Relevant items never retrieved add 0.
     """
-    ap = 0.0
-    seen = hits_seen = 0.0
+    total = 0.0
+    before = 0
     for g in groups:
         if k is not None and g.start >= k:
             break
-        size = g.size if k is None else min(g.start + g.size, k) - g.start
-        hits = g.hits * size / g.size
-        seen += size
-        hits_seen += hits
-        if hits:
-            ap += hits * (hits_seen / seen)
+        if g.hits:
+            m, r = g.size, g.hits
+            last = m if k is None else min(m, k - g.start)
+            for j in range(last):
+                above = 0.0 if m == 1 else j * (r - 1) / (m - 1)
+                total += (r / m) * (before + 1 + above) / (g.start + j + 1)
+        before += g.hits
     denominator = n_relevant if k is None else min(n_relevant, k)
-    return ap / denominator
+    return total / denominator
 
 
 def ndcg_at(groups: list[TieGroup], n_relevant: int, k: int) -> float:
@@ -98,19 +108,36 @@ def reciprocal_rank(groups: list[TieGroup]) -> float:
         if g.hits:
             m, r = g.size, g.hits
             # P(first relevant at offset j) = C(m-j-1, r-1) / C(m, r)
-            return sum(
-                math.comb(m - j - 1, r - 1) / math.comb(m, r) / (g.start + j + 1)
-                for j in range(m - r + 1)
-            )
+            # Summed in the same order and form as `average_precision`, so that with a single
+            # relevant item both give bit-identical values.
+            total = 0.0
+            for j in range(m - r + 1):
+                total += math.comb(m - j - 1, r - 1) / math.comb(m, r) / (g.start + j + 1)
+            return total
     return 0.0
 
 
-def query_metrics(ranking: Ranking, relevant: set[str], ks: Sequence[int]) -> dict[str, float]:
-    """All metrics for one query; empty dict when the query has no relevant items."""
-    if not relevant:
+def metric_names(ks: Sequence[int]) -> list[str]:
+    names = ["AP", "MRR"]
+    for k in ks:
+        names += [f"R@{k}", f"P@{k}", f"AP@{k}", f"nDCG@{k}"]
+    return names
+
+
+def query_metrics(
+    ranking: Ranking, relevant: set[str], ks: Sequence[int], n_relevant: int | None = None
+) -> dict[str, float]:
+    """All metrics for one query; empty dict when the query has no relevant items.
+
+    `relevant` holds the relevant ids present in the collection; `n_relevant` (default: their
+    count) is the denominator, which includes relevant items missing from the collection.
+    """
+    n = len(relevant) if n_relevant is None else n_relevant
+    if n < len(relevant):
+        raise ValueError("n_relevant cannot be below the number of relevant items present")
+    if n == 0:
         return {}
     groups = tie_groups(ranking, relevant)
-    n = len(relevant)
     out: dict[str, float] = {"AP": average_precision(groups, n), "MRR": reciprocal_rank(groups)}
     for k in ks:
         out[f"R@{k}"] = recall_at(groups, n, k)
