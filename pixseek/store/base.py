@@ -16,6 +16,7 @@ import numpy as np
 from qdrant_client import models
 
 from pixseek.errors import UserError
+from pixseek.store.options import StorageOptions
 
 CLIP_VECTOR = "clip"
 DINO_VECTOR = "dino"
@@ -74,6 +75,7 @@ class CollectionInfo:
     points: int
     vectors: dict[str, int]
     metadata: dict[str, Any] = field(default_factory=dict)
+    storage: StorageOptions = field(default_factory=StorageOptions)
 
 
 @dataclass
@@ -144,7 +146,11 @@ class VectorStore(Protocol):
     def get_collection(self, name: str) -> CollectionInfo | None: ...
 
     def create_collection(
-        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+        self,
+        name: str,
+        vectors: dict[str, int],
+        metadata: dict[str, Any],
+        storage: StorageOptions | None = None,
     ) -> CollectionInfo: ...
 
     def drop_collection(self, name: str) -> bool: ...

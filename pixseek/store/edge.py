@@ -39,6 +39,7 @@ from pixseek.store.base import (
     stored_point,
 )
 from pixseek.store.edge_filters import to_edge_filter
+from pixseek.store.options import StorageOptions
 
 META_FILE = "pixseek.json"
 _INDEX_TYPES = {
@@ -68,6 +69,7 @@ def _close_all() -> None:
 class EdgeStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._storage_cache: dict[str, StorageOptions] = {}
 
     # -- collections -------------------------------------------------------------------------
 
@@ -101,20 +103,30 @@ class EdgeStore:
             points=points,
             vectors={k: int(v) for k, v in meta["vectors"].items()},
             metadata=meta.get("metadata", {}),
+            storage=StorageOptions.from_dict(meta.get("storage")),
         )
 
+    def _storage(self, name: str) -> StorageOptions:
+        cached = self._storage_cache.get(name)
+        if cached is None:
+            meta = self._read_meta(name) or {}
+            cached = self._storage_cache[name] = StorageOptions.from_dict(meta.get("storage"))
+        return cached
+
     def create_collection(
-        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+        self,
+        name: str,
+        vectors: dict[str, int],
+        metadata: dict[str, Any],
+        storage: StorageOptions | None = None,
     ) -> CollectionInfo:
+        storage = (storage or StorageOptions()).validated()
         directory = self._dir(name)
         if (directory / META_FILE).is_file():
             raise UserError(f"collection {name!r} already exists")
         shutil.rmtree(directory, ignore_errors=True)  # leftovers of an interrupted create
         config = qe.EdgeConfig(
-            vectors={
-                vec: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
-                for vec, size in vectors.items()
-            }
+            vectors={vec: _vector_params(size, storage) for vec, size in vectors.items()}
         )
         directory.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(directory / "shard"), config)
@@ -124,14 +136,19 @@ class EdgeStore:
         with _open_lock:
             _open_shards[directory / "shard"] = shard
         tmp = directory / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps({"vectors": vectors, "metadata": metadata}, indent=2))
+        record = {"vectors": vectors, "metadata": metadata, "storage": storage.as_dict()}
+        tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, directory / META_FILE)
-        return CollectionInfo(name=name, points=0, vectors=dict(vectors), metadata=metadata)
+        self._storage_cache[name] = storage
+        return CollectionInfo(
+            name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
+        )
 
     def drop_collection(self, name: str) -> bool:
         directory = self._dir(name)
         if not (directory / META_FILE).is_file():
             return False
+        self._storage_cache.pop(name, None)
         with _open_lock:
             shard = _open_shards.pop(directory / "shard", None)
             if shard is not None:
@@ -224,6 +241,7 @@ class EdgeStore:
     def search(self, name: str, request: SearchRequest) -> list[Hit]:
         shard = self._shard(name)
         edge_filter = to_edge_filter(request.filter)
+        params = _search_params(self._storage(name))
         plan = request.plan
         if isinstance(plan, RankFusion):
             prefetches = [
@@ -232,6 +250,7 @@ class EdgeStore:
                     query=qe.Query.Nearest(as_list(s.vector), using=s.using),
                     filter=edge_filter,
                     score_threshold=request.threshold,
+                    params=params,
                 )
                 for s in plan.searches
             ]
@@ -250,6 +269,7 @@ class EdgeStore:
                 filter=edge_filter,
                 score_threshold=request.threshold,
                 with_payload=True,
+                params=params,
             )
         return [
             Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
@@ -273,6 +293,41 @@ class EdgeStore:
             for path, shard in _open_shards.items():
                 if path.is_relative_to(self.root):
                     shard.flush()
+
+
+def _vector_params(size: int, storage: StorageOptions) -> qe.EdgeVectorParams:
+    quantization: Any = None
+    if storage.quantization == "int8":
+        quantization = qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8, quantile=0.99, always_ram=True
+        )
+    elif storage.quantization == "binary":
+        quantization = qe.BinaryQuantizationConfig(always_ram=True)
+    hnsw = None
+    if storage.hnsw_m is not None or storage.hnsw_ef_construct is not None:
+        hnsw = qe.HnswIndexConfig(
+            m=storage.hnsw_m_or_default,
+            ef_construct=storage.hnsw_ef_construct_or_default,
+            full_scan_threshold=10_000,  # KB, Qdrant's default
+        )
+    return qe.EdgeVectorParams(
+        size=size,
+        distance=qe.Distance.Cosine,
+        quantization_config=quantization,
+        hnsw_config=hnsw,
+        memory=qe.Memory.Cold if storage.on_disk else None,
+    )
+
+
+def _search_params(storage: StorageOptions) -> qe.SearchParams | None:
+    if not storage.quantized and storage.hnsw_ef is None:
+        return None
+    quantization = None
+    if storage.quantized:
+        quantization = qe.QuantizationSearchParams(
+            rescore=storage.rescore, oversampling=storage.effective_oversampling
+        )
+    return qe.SearchParams(hnsw_ef=storage.hnsw_ef, quantization=quantization)
 
 
 def _edge_query(plan: Nearest | Recommend) -> Any:

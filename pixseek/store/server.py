@@ -28,8 +28,12 @@ from pixseek.store.base import (
     is_point_id,
     stored_point,
 )
+from pixseek.store.options import StorageOptions
 
 LOCAL_PREFIX = "local:"
+# The collection's StorageOptions ride in its metadata (search-time knobs such as oversampling
+# have no place in Qdrant's own config); the vector config itself is what Qdrant applies.
+STORAGE_KEY = "pixseek_storage"
 _INDEX_TYPES = {
     "keyword": models.PayloadSchemaType.KEYWORD,
     "integer": models.PayloadSchemaType.INTEGER,
@@ -46,6 +50,7 @@ class ServerStore:
             self.client = QdrantClient(path=url[len(LOCAL_PREFIX) :])
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=60)
+        self._storage_cache: dict[str, StorageOptions] = {}
 
     def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -75,34 +80,48 @@ class ServerStore:
         params = info.config.params.vectors or {}
         vectors = {k: v.size for k, v in params.items()} if isinstance(params, dict) else {}
         points = info.points_count or 0  # from the same call: no extra exact count per query
+        metadata = dict(info.config.metadata or {})
+        storage = StorageOptions.from_dict(metadata.pop(STORAGE_KEY, None))
+        self._storage_cache[name] = storage
         return CollectionInfo(
-            name=name, points=points, vectors=vectors, metadata=info.config.metadata or {}
+            name=name, points=points, vectors=vectors, metadata=metadata, storage=storage
         )
 
+    def _storage(self, name: str) -> StorageOptions:
+        if name not in self._storage_cache:
+            self.get_collection(name)
+        return self._storage_cache.get(name, StorageOptions())
+
     def create_collection(
-        self, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+        self,
+        name: str,
+        vectors: dict[str, int],
+        metadata: dict[str, Any],
+        storage: StorageOptions | None = None,
     ) -> CollectionInfo:
+        storage = (storage or StorageOptions()).validated()
         check_collection_name(name)
         if self._call(self.client.collection_exists, name):
             raise UserError(f"collection {name!r} already exists")
         self._call(
             self.client.create_collection,
             name,
-            vectors_config={
-                vec: models.VectorParams(size=size, distance=models.Distance.COSINE)
-                for vec, size in vectors.items()
-            },
-            metadata=metadata,
+            vectors_config={vec: _vector_params(size, storage) for vec, size in vectors.items()},
+            metadata={**metadata, STORAGE_KEY: storage.as_dict()},
         )
+        self._storage_cache[name] = storage
         if not self.url.startswith(LOCAL_PREFIX):  # local mode has no payload indexes
             for field_name, kind in PAYLOAD_INDEXES.items():
                 self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
-        return CollectionInfo(name=name, points=0, vectors=dict(vectors), metadata=metadata)
+        return CollectionInfo(
+            name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
+        )
 
     def drop_collection(self, name: str) -> bool:
         check_collection_name(name)
         if not self._call(self.client.collection_exists, name):
             return False
+        self._storage_cache.pop(name, None)
         self._call(self.client.delete_collection, name)
         return True
 
@@ -175,6 +194,9 @@ class ServerStore:
     def search(self, name: str, request: SearchRequest) -> list[Hit]:
         self._require(name)
         plan = request.plan
+        # Local mode always searches exactly and warns about search params: send none there.
+        local = self.url.startswith(LOCAL_PREFIX)
+        params = None if local else _search_params(self._storage(name))
         kwargs: dict[str, Any] = {
             "limit": request.limit,
             "offset": request.offset,
@@ -188,6 +210,7 @@ class ServerStore:
                     filter=request.filter,
                     limit=max(plan.candidates, request.limit + request.offset),
                     score_threshold=request.threshold,
+                    params=params,
                 )
                 for s in plan.searches
             ]
@@ -196,6 +219,7 @@ class ServerStore:
             kwargs["query_filter"] = request.filter
             kwargs["score_threshold"] = request.threshold
             kwargs["using"] = plan.using
+            kwargs["search_params"] = params
             if isinstance(plan, Nearest):
                 kwargs["query"] = as_list(plan.vector)
             else:
@@ -224,3 +248,38 @@ class ServerStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _vector_params(size: int, storage: StorageOptions) -> models.VectorParams:
+    quantization: Any = None
+    if storage.quantization == "int8":
+        quantization = models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+            )
+        )
+    elif storage.quantization == "binary":
+        quantization = models.BinaryQuantization(
+            binary=models.BinaryQuantizationConfig(always_ram=True)
+        )
+    hnsw = None
+    if storage.hnsw_m is not None or storage.hnsw_ef_construct is not None:
+        hnsw = models.HnswConfigDiff(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct)
+    return models.VectorParams(
+        size=size,
+        distance=models.Distance.COSINE,
+        on_disk=storage.on_disk or None,
+        hnsw_config=hnsw,
+        quantization_config=quantization,
+    )
+
+
+def _search_params(storage: StorageOptions) -> models.SearchParams | None:
+    if not storage.quantized and storage.hnsw_ef is None:
+        return None
+    quantization = None
+    if storage.quantized:
+        quantization = models.QuantizationSearchParams(
+            rescore=storage.rescore, oversampling=storage.effective_oversampling
+        )
+    return models.SearchParams(hnsw_ef=storage.hnsw_ef, quantization=quantization)
