@@ -224,3 +224,18 @@ def build_query(given: QueryInput) -> QuerySpec:
             "the query has only negative terms; add at least one positive term to search for"
         )
     return spec
+
+
+def query_words(q: str) -> list[str]:
+    """A one-string query (`q` of the HTTP API and of evaluation query files) as query words.
+
+    Split on whitespace, the words `pixseek search` gets from a shell for the same unquoted text:
+    `2:dog -:grass` is weight 2 on "dog" and "grass" pushed away. (A shell can quote several
+    words into one weighted term, `"2:golden retriever"`; one string cannot.)
+    """
+    return q.split()
+
+
+def parse_query_text(q: str, ensemble: bool = True) -> QuerySpec:
+    """The QuerySpec `pixseek search WORDS...` builds for the words of `q`."""
+    return build_query(QueryInput(words=query_words(q), ensemble=ensemble))
