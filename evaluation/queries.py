@@ -1,25 +1,36 @@
 """Evaluation queries: the JSONL format, builders for the shared datasets, COCO preparation.
 
-A query file has one JSON object per line:
+A query file has one JSON object per line, and says how its text is read:
     {"id": "q1", "query": "a dog on a beach", "relevant": ["val2017/0001.jpg", ...]}
-    {"id": "q2", "query": "a photo of a dog", "label": "dog"}
-`relevant` lists file names (the `source` payload, or a unique bare name) or point ids; `label`
-makes every image carrying that label relevant.
+    {"id": "q2", "q": "2:dog -:grass", "label": "dog"}
+`query` is verbatim text: embedded as written (prompt templates still apply unless
+`"ensemble": false`). `q` (or `"syntax": "search"` beside `query`) is the `pixseek search` query
+language, read exactly as `pixseek search WORDS` reads the same words (weights, `-:` negations,
+`./img.jpg` image paths relative to the current directory), so the `text` strategy ranks exactly
+as that command does. `relevant` lists file names (the `source` payload, or a unique bare name) or
+point ids; `label` makes every image carrying that label relevant. Optional: `"ensemble": false`
+(embed without templates), `"meta": {...}` (kept, not read).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from pixseek.ingest.labels import load_labels
+from pixseek.search.query import QuerySpec, Term, parse_query_text, query_words
 
-from pixseek.errors import UserError
+from pixseek.errors import InputError, UserError
 from pixseek.store import VectorStore
 from pixseek.store.base import is_point_id
+
+SYNTAXES = ("verbatim", "search")
+KEYS = {"id", "query", "text", "q", "syntax", "ensemble", "relevant", "label", "meta"}
 
 
 @dataclass
@@ -28,19 +39,100 @@ class EvalQuery:
     text: str
     relevant: list[str] = field(default_factory=list)
     label: str | None = None
+    syntax: str = "verbatim"  # "verbatim" or "search" (the `pixseek search` language)
+    ensemble: bool | None = None  # None: the run's setting
 
-    def as_json(self) -> dict:
-        row: dict = {"id": self.id, "query": self.text}
+    def as_json(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.id}
+        row["q" if self.syntax == "search" else "query"] = self.text
+        if self.ensemble is not None:
+            row["ensemble"] = self.ensemble
         if self.label is not None:
             row["label"] = self.label
         else:
             row["relevant"] = self.relevant
         return row
 
+    def uses_ensemble(self, run_default: bool) -> bool:
+        return run_default if self.ensemble is None else self.ensemble
+
+    def search_spec(self, ensemble: bool) -> QuerySpec:
+        """The query the `text` strategy runs: what `pixseek search` builds for it (`ensemble`
+        is the final choice, see `runner.ensemble_for`)."""
+        if self.syntax == "search":
+            return parse_query_text(self.text, ensemble)
+        return QuerySpec(terms=(Term("text", self.text),), ensemble=ensemble)
+
+    @property
+    def prompt(self) -> str:
+        """The text-to-image prompt: the words as `pixseek search WORDS --generate` joins them."""
+        return " ".join(query_words(self.text)) if self.syntax == "search" else self.text
+
+    @property
+    def is_plain_text(self) -> bool:
+        """True when the query is one text term of weight 1 (verbatim, or search syntax)."""
+        if self.syntax != "search":
+            return True
+        terms = parse_query_text(self.text).terms
+        return (
+            len(terms) == 1
+            and isinstance(terms[0], Term)
+            and terms[0].kind == "text"
+            and (terms[0].weight == 1.0)
+        )
+
+
+def _query_row(row: Any, where: str, number: int) -> EvalQuery:
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: each line must be a JSON object")
+    unknown = sorted(set(row) - KEYS)
+    if unknown:
+        raise InputError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(sorted(KEYS))}"
+        )
+    given = [key for key in ("query", "text", "q") if row.get(key) not in (None, "")]
+    if len(given) != 1:
+        raise InputError(
+            f"{where}: give exactly one of 'query' (verbatim text) or 'q' (search syntax)"
+            + (f"; got {', '.join(given)}" if given else "")
+        )
+    text = row[given[0]]
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{where}: the query text must be a non-empty string")
+    syntax = row.get("syntax", "search" if given[0] == "q" else "verbatim")
+    if syntax not in SYNTAXES or (given[0] == "q" and syntax != "search"):
+        raise InputError(
+            f"{where}: 'syntax' must be 'verbatim' or 'search' ('q' is always search syntax)"
+        )
+    ensemble = row.get("ensemble")
+    if ensemble is not None and not isinstance(ensemble, bool):
+        raise InputError(f"{where}: 'ensemble' must be true or false")
+    relevant, label = row.get("relevant"), row.get("label")
+    if not relevant and not label:
+        raise InputError(f"{where}: give 'relevant' (file names or ids) or 'label'")
+    if relevant and label:
+        raise InputError(f"{where}: give 'relevant' or 'label', not both")
+    if relevant is not None and not isinstance(relevant, list):
+        raise InputError(f"{where}: 'relevant' must be a list of file names or point ids")
+    query = EvalQuery(
+        id=str(row.get("id", number)),
+        text=text.strip(),
+        relevant=[str(r) for r in relevant or []],
+        label=str(label) if label else None,
+        syntax=syntax,
+        ensemble=ensemble,
+    )
+    if syntax == "search":
+        try:
+            query.search_spec(True)
+        except UserError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    return query
+
 
 def load_queries(path: Path) -> list[EvalQuery]:
     if not path.is_file():
-        raise UserError(f"queries file {path} does not exist")
+        raise InputError(f"queries file {path} does not exist")
     queries = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -48,23 +140,28 @@ def load_queries(path: Path) -> list[EvalQuery]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        text = row.get("query") or row.get("text") if isinstance(row, dict) else None
-        if not text:
-            raise UserError(f"{path}:{number}: each line needs a non-empty 'query'")
-        if not row.get("relevant") and not row.get("label"):
-            raise UserError(f"{path}:{number}: give 'relevant' (file names or ids) or 'label'")
-        queries.append(
-            EvalQuery(
-                id=str(row.get("id", number)),
-                text=str(text),
-                relevant=[str(r) for r in row.get("relevant") or []],
-                label=row.get("label"),
-            )
-        )
+            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        queries.append(_query_row(row, f"{path}:{number}", number))
     if not queries:
-        raise UserError(f"queries file {path} has no queries")
+        raise InputError(f"queries file {path} has no queries")
+    ids = Counter(q.id for q in queries)
+    repeated = [i for i, c in ids.items() if c > 1]
+    if repeated:
+        raise InputError(f"queries file {path} repeats the id {repeated[0]!r}; ids must be unique")
     return queries
+
+
+def templated_by(text: str, templates: Sequence[str]) -> str | None:
+    """The prompt template `text` is already an instance of ("a photo of a tench." for
+    "a photo of a {}."), or None. Ensembling such a text would wrap a template in a template."""
+    for template in templates:
+        if "{}" not in template:
+            continue
+        before, after = template.split("{}", 1)
+        pattern = re.escape(before) + r"(.+)" + re.escape(after)
+        if re.fullmatch(pattern, text.strip(), flags=re.IGNORECASE | re.DOTALL):
+            return template
+    return None
 
 
 def write_queries(queries: Iterable[EvalQuery], path: Path) -> int:
@@ -75,6 +172,20 @@ def write_queries(queries: Iterable[EvalQuery], path: Path) -> int:
             handle.write(json.dumps(query.as_json(), ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """A query's relevant items in one collection: those present, and those it lists but the
+    collection lacks (or cannot tell apart: a bare name shared by several points)."""
+
+    present: set[str]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def listed(self) -> int:
+        """The denominator of recall and AP when missing items count (the default)."""
+        return len(self.present) + len(self.missing)
 
 
 class RelevanceIndex:
@@ -93,18 +204,25 @@ class RelevanceIndex:
             for label in point.payload.get("labels") or []:
                 self.by_label[label].add(point.id)
 
-    def resolve(self, query: EvalQuery) -> set[str]:
-        if query.label is not None:
-            return set(self.by_label.get(query.label, set()))
-        found = set()
-        for item in query.relevant:
+    def resolve(self, query: EvalQuery) -> Relevance:
+        if query.label is not None:  # every labelled image is present by construction
+            return Relevance(set(self.by_label.get(query.label, set())))
+        found: set[str] = set()
+        missing: list[str] = []
+        for item in dict.fromkeys(query.relevant):
             if is_point_id(item) and item in self.ids:
-                found.add(item)
+                point = item
             elif item in self.by_source:
-                found.add(self.by_source[item])
+                point = self.by_source[item]
             elif len(self.by_name.get(PurePosixPath(item).name, [])) == 1:
-                found.add(self.by_name[PurePosixPath(item).name][0])
-        return found
+                point = self.by_name[PurePosixPath(item).name][0]
+            else:
+                missing.append(item)
+                continue
+            if point in found:  # two spellings of one point (its id and its file name)
+                continue
+            found.add(point)
+        return Relevance(found, missing)
 
 
 def caption_queries(labels_file: Path, limit: int = 0) -> list[EvalQuery]:
@@ -117,15 +235,27 @@ def caption_queries(labels_file: Path, limit: int = 0) -> list[EvalQuery]:
     return queries[:limit] if limit else queries
 
 
-def label_queries(labels_file: Path, template: str = "a photo of a {}.") -> list[EvalQuery]:
-    """Class-name queries (COCO categories, Imagenette classes): every labelled image relevant."""
+def label_queries(labels_file: Path, template: str | None = None) -> list[EvalQuery]:
+    """Class-name queries (COCO categories, Imagenette classes): every labelled image relevant.
+
+    The query is the bare label, so the run's prompt ensembling wraps it once. With a
+    `template` the query is that template filled in, marked `"ensemble": false` so that it is
+    embedded as written and never wrapped in a second template.
+    """
     counts: Counter[str] = Counter()
     for entry in load_labels(labels_file).entries.values():
         counts.update(entry.labels)
     if not counts:
         raise UserError(f"{labels_file} has no labels to build queries from")
+    if template is not None and "{}" not in template:
+        raise InputError(f"--template {template!r} has no {{}} for the label")
     return [
-        EvalQuery(f"label-{label.replace(' ', '_')}", template.format(label), label=label)
+        EvalQuery(
+            f"label-{label.replace(' ', '_')}",
+            label if template is None else template.replace("{}", label),
+            label=label,
+            ensemble=None if template is None else False,
+        )
         for label in sorted(counts)
     ]
 

@@ -1,4 +1,9 @@
-"""Evaluation outputs: metrics.json, per_query.csv, summary.md, metrics_vs_k.png, report.html.
+"""Evaluation outputs: metrics.json, per_query.csv/.jsonl, summary.md, metrics_vs_k.png, report.html.
+
+Numbers in metrics.json, per_query.csv and per_query.jsonl carry full float precision (Python's
+shortest round-trip form); only summary.md and the HTML page round, for reading.
+per_query.jsonl also holds every ranking (ids and raw scores), so any metric can be recomputed
+independently.
 
 The HTML report is for people: per query the generated reference images and each strategy's
 top-k thumbnails with relevant hits outlined, sortable by how much generation helped or hurt.
@@ -29,12 +34,14 @@ def write_all(run: EvalRun, out: Path, show_k: int) -> dict[str, Path]:
     paths = {
         "metrics": out / "metrics.json",
         "per_query": out / "per_query.csv",
+        "per_query_jsonl": out / "per_query.jsonl",
         "summary": out / "summary.md",
         "plot": out / "metrics_vs_k.png",
         "report": out / "report.html",
     }
     paths["metrics"].write_text(json.dumps(run.summary(), indent=2) + "\n")
     write_per_query_csv(run, paths["per_query"])
+    write_per_query_jsonl(run, paths["per_query_jsonl"])
     paths["summary"].write_text(summary_markdown(run))
     plot_metrics(run, paths["plot"])
     paths["report"].write_text(report_html(run, out, show_k))
@@ -45,7 +52,8 @@ def write_per_query_csv(run: EvalRun, path: Path) -> None:
     names = run.metric_names()
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["query_id", "query", "strategy", "n_relevant", *names])
+        header = ["query_id", "query", "syntax", "strategy", "n_relevant"]
+        writer.writerow([*header, "relevant_present", "relevant_missing", *names])
         for result in run.results:
             for strategy in run.strategies:
                 values = result.metrics.get(strategy, {})
@@ -53,11 +61,36 @@ def write_per_query_csv(run: EvalRun, path: Path) -> None:
                     [
                         result.query.id,
                         result.query.text,
+                        result.query.syntax,
                         strategy,
-                        len(result.relevant),
-                        *(f"{values[n]:.6f}" if n in values else "" for n in names),
+                        result.n_relevant,
+                        len(result.relevance.present),
+                        len(result.relevance.missing),
+                        *(repr(values[n]) if n in values else "" for n in names),
                     ]
                 )
+
+
+def write_per_query_jsonl(run: EvalRun, path: Path) -> None:
+    """One line per query: relevance, and per strategy the ranking and its metrics."""
+    with path.open("w", encoding="utf-8") as handle:
+        for result in run.results:
+            row = {
+                "query_id": result.query.id,
+                "query": result.query.as_json(),
+                "n_relevant": result.n_relevant,
+                "relevant_present": sorted(result.relevance.present),
+                "relevant_missing": result.relevance.missing,
+                "strategies": {
+                    strategy: {
+                        "ranking": result.rankings[strategy],
+                        "metrics": result.metrics[strategy],
+                    }
+                    for strategy in run.strategies
+                    if strategy in result.rankings
+                },
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def summary_markdown(run: EvalRun) -> str:
@@ -68,7 +101,17 @@ def summary_markdown(run: EvalRun) -> str:
         "",
         f"{summary['queries_evaluated']} queries evaluated "
         f"({summary['queries_without_relevant']} without relevant items left out); "
-        "mean with 95% bootstrap interval over queries. `AP` is mean average precision (mAP).",
+        "mean with 95% bootstrap interval over queries. `AP` is mean average precision (mAP). "
+        + (
+            f"{summary['relevant_missing']} listed relevant items are not in the collection "
+            + (
+                "and count as not found."
+                if summary["relevant_missing_counted"]
+                else "and are left out (--present-only)."
+            )
+            if summary["relevant_missing"]
+            else "Every listed relevant item is in the collection."
+        ),
         "",
         "| strategy | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),

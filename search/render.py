@@ -24,7 +24,9 @@ def hit_record(rank: int, hit: Hit) -> dict[str, Any]:
     return {
         "rank": rank,
         "id": hit.id,
-        "score": round(hit.score, 6),
+        # Full precision: a score copied from here into --threshold keeps that very hit, and
+        # evaluation never sees ties that rounding invented.
+        "score": float(hit.score),
         "source": hit.payload.get("source"),
         "payload": hit.payload,
     }

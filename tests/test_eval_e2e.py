@@ -39,10 +39,12 @@ def test_query_builders(cli, tmp_path):
     cli("eval-queries", "labels", IMAGENETTE / "labels.csv", "--out", out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["label"] for r in rows][:2] == ["English springer", "French horn"]
-    assert len(rows) == 10 and rows[0]["query"] == "a photo of a English springer."
-    cli("eval-queries", "labels", COCO / "labels.jsonl", "--out", out, "--bare")
+    assert len(rows) == 10 and rows[0]["query"] == "English springer"  # ensembling wraps it
+    assert all("ensemble" not in r for r in rows)
+    cli("eval-queries", "labels", COCO / "labels.jsonl", "--out", out, "--template", "a {} pic")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 80 and all(r["query"] == r["label"] for r in rows)
+    assert len(rows) == 80 and rows[0]["query"] == f"a {rows[0]['label']} pic"
+    assert all(r["ensemble"] is False for r in rows)  # the template is applied once, here
 
 
 def test_prepare_coco_keeps_images_with_few_objects(cli, tmp_path):

@@ -28,6 +28,13 @@ from pixseek.cli.context import settings_from
 @click.option("--depth", default=100, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--limit", "max_queries", default=0, type=int, help="Use only the first N queries.")
 @click.option("--show-k", default=10, show_default=True, help="Thumbnails per strategy in HTML.")
+@click.option(
+    "--present-only",
+    is_flag=True,
+    help="Restrict each query's relevant items to those in the collection (default: listed "
+    "items missing from the collection count as not found, as trec_eval counts its qrels).",
+)
+@click.option("--no-ensemble", is_flag=True, help="Embed query text without prompt templates.")
 @click.pass_context
 def eval_command(
     ctx: click.Context,
@@ -42,11 +49,15 @@ def eval_command(
     depth: int,
     max_queries: int,
     show_k: int,
+    present_only: bool,
+    no_ensemble: bool,
 ) -> None:
     """Recall@k, Precision@k, mAP, nDCG@k and MRR for each strategy on the same queries.
 
-    Writes metrics.json, per_query.csv, summary.md, metrics_vs_k.png and report.html to --out.
+    Writes metrics.json, per_query.csv, per_query.jsonl, summary.md, metrics_vs_k.png and
+    report.html to --out.
     """
+    from pixseek.evaluation.provenance import file_sha256
     from pixseek.evaluation.queries import load_queries
     from pixseek.evaluation.report import write_all
     from pixseek.evaluation.runner import parse_ks, parse_strategies, run_eval
@@ -67,7 +78,14 @@ def eval_command(
         depth=depth,
         alpha=alpha,
         seed=seed,
+        count_missing=not present_only,
+        ensemble=not no_ensemble,
         on_progress=_progress(len(queries)),
+        queries_source={
+            "file": str(Path(queries_file).resolve()),
+            "sha256": file_sha256(Path(queries_file)),
+            "limit": max_queries or None,
+        },
     )
     paths = write_all(run, Path(out_dir), show_k)
     click.echo(paths["summary"].read_text())
@@ -109,13 +127,24 @@ def captions_command(labels_file: str, out: str, limit: int) -> None:
 @eval_queries_command.command("labels")
 @click.argument("labels_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--template", default="a photo of a {}.", show_default=True)
-@click.option("--bare", is_flag=True, help="Use the bare label as the query text.")
-def labels_command(labels_file: str, out: str, template: str, bare: bool) -> None:
-    """One query per class (COCO categories, Imagenette classes); all its images relevant."""
+@click.option(
+    "--template",
+    default=None,
+    help='Write the query as this template filled in (e.g. "a photo of a {}."), marked '
+    '"ensemble": false so prompt ensembling does not wrap it again.',
+)
+@click.option("--bare", is_flag=True, help="The bare label (the default; kept for old scripts).")
+def labels_command(labels_file: str, out: str, template: str | None, bare: bool) -> None:
+    """One query per class (COCO categories, Imagenette classes); all its images relevant.
+
+    The query is the bare label: eval's prompt ensembling applies the templates to it once.
+    """
+    from pixseek.errors import InputError
     from pixseek.evaluation.queries import label_queries, write_queries
 
-    count = write_queries(label_queries(Path(labels_file), "{}" if bare else template), Path(out))
+    if bare and template:
+        raise InputError("--bare and --template exclude each other")
+    count = write_queries(label_queries(Path(labels_file), template), Path(out))
     click.echo(f"wrote {count} label queries to {out}")
 
 
