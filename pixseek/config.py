@@ -71,6 +71,11 @@ class Settings:
     api_max_upload_bytes: int = 20 * 1024 * 1024
     # HTTP API without a broker: generative jobs run in this many threads of the API process.
     api_job_threads: int = 1
+    # POST /ingest: server-side folders that remote callers may ingest from ("|"-separated);
+    # empty = the route is off. Local commands delegating to `pixseek serve` need no root.
+    ingest_roots: tuple[str, ...] = ()
+    # POST /ingest/upload: the largest tar/zip archive accepted, in bytes.
+    ingest_max_upload_bytes: int = 2 * 1024**3
     # Pixels above which an image is refused as a possible decompression bomb.
     max_image_pixels: int = 178_956_970
     # Ingest: decoding threads feeding the model.
@@ -85,6 +90,18 @@ class Settings:
     threads: int = 0
     # Run the image tower's convolution in channels-last memory format (eager/jit/compile).
     channels_last: bool = False
+    # Text queries (pixseek.models.text_tower). auto: the text tower exported to ONNX (no torch
+    # import; exported and verified against torch on the first text query), torch if it cannot
+    # be; onnx: that export or an error; torch: always the PyTorch model. text_precision: fp32
+    # (min cosine 0.9999 to torch) or int8 (>= 0.99).
+    text_backend: str = "auto"
+    text_precision: str = "fp32"
+    # Query text embeddings kept on disk (cache_dir/query-embeddings.sqlite3); 0 = off.
+    query_cache_entries: int = 100_000
+    # Micro-batching of concurrent text queries (HTTP API): prompts per forward pass (1 = off)
+    # and how long a burst may wait for more queries before its pass starts.
+    text_batch_max: int = 64
+    text_batch_window_ms: int = 2
 
     @property
     def store_dir(self) -> Path:

@@ -8,6 +8,14 @@ an empty list or `ensemble=False` embeds the text as typed.
 The model is loaded on first use only (a "more like this" query never needs it) and then stays
 loaded: `query_encoder(settings)` returns one encoder per configuration for the whole process, so
 the worker and the HTTP API reuse both the model and the embedding cache across requests.
+
+Text goes through a separate text model when one is given (`load_text`): with the default
+`text_backend = auto` that is the CLIP text tower exported to ONNX (pixseek.models.text_tower),
+which needs neither torch nor open_clip, so a text search from the shell starts in a fraction of
+a second. The first text query of a model without an export loads torch, exports and verifies
+the tower (pixseek.models.text_export) and uses it from then on. Text embeddings are also kept
+on disk (search.query_cache, keyed by weights hash, templates and text), and concurrent misses
+share forward passes (search.text_batcher).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from pixseek.search.query_cache import FILE_NAME, QueryCache, cache_key
+from pixseek.search.text_batcher import TextBatcher
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,6 +45,16 @@ class Embedder(Protocol):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+class TextModel(Protocol):
+    """A text-only model (pixseek.models.text_tower.OnnxTextTower has it)."""
+
+    identifier: str
+    dim: int
+    cache_tag: str  # weights hash + graph: what the on-disk query cache is keyed by
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -65,13 +85,24 @@ class QueryEncoder:
         load: Callable[[], Embedder],
         templates: Sequence[str] = (),
         cache_size: int = 1024,
+        *,
+        load_text: Callable[[], TextModel | None] | None = None,
+        disk_cache: QueryCache | None = None,
+        batch_max: int = 1,
+        batch_window_s: float = 0.0,
     ) -> None:
         self._load = load
         self._model: Embedder | None = None
+        self._load_text = load_text
+        self._text: TextModel | Embedder | None = None
         self.templates = tuple(templates)
         self.cache_size = cache_size
+        self.disk_cache = disk_cache
+        self.batch_max, self.batch_window_s = batch_max, batch_window_s
+        self.batcher: TextBatcher | None = None
         self._cache: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._text_lock = threading.Lock()
         self._stats = CacheStats()
 
     @property
@@ -83,12 +114,27 @@ class QueryEncoder:
         return self._model
 
     @property
+    def text_model(self) -> TextModel | Embedder:
+        """What embeds text: the separate text model when there is one, else the full model."""
+        if self._text is None:
+            with self._text_lock:
+                if self._text is None:
+                    text = self._load_text() if self._load_text is not None else None
+                    model = text if text is not None else self.model
+                    if self.batch_max > 1:
+                        self.batcher = TextBatcher(
+                            model.embed_texts, self.batch_max, self.batch_window_s
+                        )
+                    self._text = model
+        return self._text
+
+    @property
     def identifier(self) -> str:
-        return self.model.identifier
+        return self.text_model.identifier
 
     @property
     def dim(self) -> int:
-        return self.model.dim
+        return self.text_model.dim
 
     def prompts(self, text: str, ensemble: bool = True) -> list[str]:
         if not ensemble or not self.templates:
@@ -105,14 +151,30 @@ class QueryEncoder:
                 self._stats.hits += 1
                 return cached
             self._stats.misses += 1
-        vectors = self.model.embed_texts(self.prompts(text, ensemble))
-        vector = unit(np.asarray(vectors, dtype=np.float32).mean(axis=0))
-        vector.setflags(write=False)  # shared through the cache
+        vector = self._encode_uncached(text, ensemble)
         with self._lock:
             self._cache[key] = vector
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+        return vector
+
+    def _encode_uncached(self, text: str, ensemble: bool) -> np.ndarray:
+        model = self.text_model
+        prompts = self.prompts(text, ensemble)
+        tag = getattr(model, "cache_tag", None)
+        key = None
+        if self.disk_cache is not None and tag:
+            templates = self.templates if ensemble and self.templates else ()
+            key = cache_key(tag, templates, text)
+            cached = self.disk_cache.get(key)
+            if cached is not None:
+                return cached
+        embed = self.batcher.embed if self.batcher is not None else model.embed_texts
+        vector = unit(np.asarray(embed(prompts), dtype=np.float32).mean(axis=0))
+        vector.setflags(write=False)  # shared through the cache
+        if key is not None and self.disk_cache is not None:
+            self.disk_cache.put(key, vector)
         return vector
 
     def encode_image(self, image: Image.Image) -> np.ndarray:
@@ -128,8 +190,9 @@ class QueryEncoder:
             self._stats = CacheStats()
 
 
-_encoders: dict[tuple[str, str, str, tuple[str, ...]], QueryEncoder] = {}
+_encoders: dict[tuple, QueryEncoder] = {}
 _encoders_lock = threading.Lock()
+TEXT_BACKENDS = ("auto", "onnx", "torch")
 
 
 def query_encoder(settings: Settings) -> QueryEncoder:
@@ -139,16 +202,67 @@ def query_encoder(settings: Settings) -> QueryEncoder:
         settings.clip_pretrained,
         settings.device,
         settings.prompt_templates,
+        settings.text_backend,
+        settings.text_precision,
+        settings.cache_dir,
     )
     with _encoders_lock:
         encoder = _encoders.get(key)
         if encoder is None:
+            backend = settings.text_backend.strip().lower()
+            if backend not in TEXT_BACKENDS:
+                from pixseek.errors import Misconfigured
+
+                raise Misconfigured(
+                    f"unknown text backend {settings.text_backend!r}; use one of "
+                    f"{', '.join(TEXT_BACKENDS)} (PIXSEEK_TEXT_BACKEND)"
+                )
 
             def load() -> Embedder:
                 from pixseek.models.clip import load_clip
 
                 return load_clip(settings.clip_model, settings.clip_pretrained, settings.device)
 
-            encoder = QueryEncoder(load, settings.prompt_templates)
+            def load_text() -> TextModel | None:
+                return _text_model(settings, backend, load)
+
+            cache = None
+            if settings.query_cache_entries > 0:
+                cache = QueryCache(settings.cache_dir / FILE_NAME, settings.query_cache_entries)
+            encoder = QueryEncoder(
+                load,
+                settings.prompt_templates,
+                load_text=None if backend == "torch" else load_text,
+                disk_cache=cache,
+                batch_max=settings.text_batch_max,
+                batch_window_s=settings.text_batch_window_ms / 1000,
+            )
             _encoders[key] = encoder
         return encoder
+
+
+def _text_model(settings: Settings, backend: str, load: Callable[[], Embedder]) -> TextModel | None:
+    """The exported text tower (exported now if needed); None = embed text with torch."""
+    from pixseek.models.text_tower import load_text_tower
+
+    args = (settings.clip_model, settings.clip_pretrained, settings.cache_dir)
+    tower = load_text_tower(*args, settings.text_precision, settings.threads)
+    if tower is not None:
+        return tower
+    import logging
+
+    from pixseek.models.text_export import export_text_tower, try_export
+
+    logging.getLogger("pixseek.text_export").info(
+        "exporting the CLIP text tower to ONNX once, so later text searches start without torch"
+    )
+    export = export_text_tower if backend == "onnx" else try_export
+    tower = export(load(), *args, settings.text_precision, settings.threads)
+    if tower is None and backend == "onnx":
+        from pixseek.errors import Misconfigured
+
+        raise Misconfigured(
+            f"text_backend is onnx, but the text tower of {settings.clip_model!r} cannot be "
+            "exported and verified; set PIXSEEK_TEXT_BACKEND=auto or torch"
+        )
+    return tower

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pixseek.errors import UserError
+from pixseek.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from pixseek.models.accel import AccelSpec, Runner
@@ -79,7 +79,7 @@ def onnx_runner(
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(
             f"ONNX Runtime cannot load {path}: {reason[:200]}; delete that directory to "
             "re-export, or set PIXSEEK_BACKEND=eager"
@@ -101,31 +101,44 @@ def cached_graph(
     device: torch.device,
     cache_dir: Path | None,
     fingerprint: Callable[[], str],
+    *,
+    graph_file: str = GRAPH_FILE,
+    export: Callable[[Path], None] | None = None,
 ) -> Path:
-    """The exported (and, for int8, quantised) graph for these weights; built on first use."""
+    """The exported (and, for int8, quantised) graph for these weights; built on first use.
+
+    `export(path)` writes the fp32 graph of another module (the text tower, under its own
+    `graph_file`); by default the image tower `visual` is exported.
+    """
     root = (cache_dir or Path(tempfile.gettempdir()) / "pixseek-cache") / "onnx"
     final = root / graph_key(fingerprint(), precision, device)
-    if (final / GRAPH_FILE).is_file():
-        return final / GRAPH_FILE
+    if (final / graph_file).is_file():
+        return final / graph_file
     try:
         root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
     except OSError as exc:
         raise UserError(f"cannot write the ONNX cache under {root}: {exc}") from None
     try:
-        fp32 = root / graph_key(fingerprint(), "fp32", device) / GRAPH_FILE
+        fp32 = root / graph_key(fingerprint(), "fp32", device) / graph_file
         if precision == "int8" and fp32.is_file():  # quantise the cached fp32 graph
-            _quantize(fp32, work / GRAPH_FILE)
+            _quantize(fp32, work / graph_file)
+        elif export is not None:
+            target = work / (f"fp32-{graph_file}" if precision == "int8" else graph_file)
+            export(target)
+            if precision == "int8":
+                _quantize(target, work / graph_file)
+                target.unlink()
         else:
             _export(visual, precision, device, work)
         try:
             work.rename(final)
         except OSError:  # another process finished first: use theirs
-            if not (final / GRAPH_FILE).is_file():
+            if not (final / graph_file).is_file():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return final / GRAPH_FILE
+    return final / graph_file
 
 
 def _export(visual: torch.nn.Module, precision: str, device: torch.device, work: Path) -> None:
@@ -137,6 +150,26 @@ def _export(visual: torch.nn.Module, precision: str, device: torch.device, work:
         example = torch.zeros(2, 3, *_size(visual))
     else:
         example = torch.zeros(2, 3, *_size(visual), device=device, dtype=_dtype(precision))
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    export_graph(
+        module, (example,), ({0: batch},), ["pixels"], ["features"], fp32_path, "image tower"
+    )
+    if precision == "int8":
+        _quantize(fp32_path, work / GRAPH_FILE)
+        fp32_path.unlink()
+
+
+def export_graph(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    dynamic_shapes: tuple[dict[int, object], ...],
+    input_names: list[str],
+    output_names: list[str],
+    path: Path,
+    what: str,
+    advice: str = "set PIXSEEK_BACKEND=eager",
+) -> None:
+    """Export `module` with torch's dynamo exporter to one self-contained .onnx file, quietly."""
     chatter = io.StringIO()
     try:
         with (
@@ -146,26 +179,22 @@ def _export(visual: torch.nn.Module, precision: str, device: torch.device, work:
             torch.no_grad(),
         ):
             warnings.simplefilter("ignore")
-            batch = torch.export.Dim("batch", min=1, max=65536)
             program = torch.onnx.export(
                 module.eval(),
-                (example,),
+                args,
                 dynamo=True,
-                dynamic_shapes=({0: batch},),
-                input_names=["pixels"],
-                output_names=["features"],
+                dynamic_shapes=dynamic_shapes,
+                input_names=input_names,
+                output_names=output_names,
                 external_data=False,
                 verbose=False,
             )
-            program.save(str(fp32_path))
+            program.save(str(path))
     except Exception as exc:  # the exporter raises many types; keep its first line
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
-            f"cannot export the CLIP image tower to ONNX: {reason[:200]}; set PIXSEEK_BACKEND=eager"
+            f"cannot export the CLIP {what} to ONNX: {reason[:200]}; {advice}"
         ) from None
-    if precision == "int8":
-        _quantize(fp32_path, work / GRAPH_FILE)
-        fp32_path.unlink()
 
 
 def _quantize(source: Path, target: Path) -> None:
