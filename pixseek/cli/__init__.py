@@ -13,6 +13,7 @@ import click
 
 from pixseek.cli.collections import collections_command
 from pixseek.cli.config import config_command
+from pixseek.cli.duplicates import duplicates_command
 from pixseek.cli.evaluate import eval_command, eval_queries_command
 from pixseek.cli.ingest import ingest_command
 from pixseek.cli.jobs import jobs_command
@@ -50,6 +51,7 @@ for command in (
     search_command,
     collections_command,
     config_command,
+    duplicates_command,
     models_command,
     jobs_command,
     worker_command,

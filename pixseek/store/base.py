@@ -177,6 +177,25 @@ class VectorStore(Protocol):
 
     def search(self, name: str, request: SearchRequest) -> list[Hit]: ...
 
+    def search_batch(
+        self,
+        name: str,
+        requests: Sequence[SearchRequest],
+        fields: Sequence[str] | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        """Several Nearest/Recommend searches in one call (one result list per request);
+        `fields` limits the payload returned, `exact` skips the HNSW index."""
+        ...
+
+    def add_vector(self, name: str, vector: str, size: int) -> bool:
+        """Give an existing collection another named vector (cosine); False if it had it."""
+        ...
+
+    def update_vectors(self, name: str, vectors: dict[str, dict[str, Vector]]) -> None:
+        """Set some named vectors of existing points ({point id: {vector name: values}})."""
+        ...
+
     def optimize(self, name: str) -> IndexStatus:
         """Build the vector index where the store does not on its own (blocking; may take
         minutes at 100k+ points); segments below the indexing threshold stay exact."""

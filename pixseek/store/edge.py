@@ -294,6 +294,96 @@ class EdgeStore:
                 if path.is_relative_to(self.root):
                     shard.flush()
 
+    # -- batches and new vectors (duplicates) ---------------------------------------------------
+
+    def search_batch(
+        self,
+        name: str,
+        requests: Sequence[SearchRequest],
+        fields: Sequence[str] | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        if not requests:
+            return []
+        with_payload: Any = qe.PayloadSelector.Include(list(fields)) if fields is not None else True
+        params = qe.SearchParams(exact=True) if exact else _search_params(self._storage(name))
+        queries = []
+        for request in requests:
+            if isinstance(request.plan, RankFusion):
+                raise ValueError("search_batch takes Nearest and Recommend plans only")
+            queries.append(
+                qe.QueryRequest(
+                    limit=request.limit,
+                    offset=request.offset,
+                    query=_edge_query(request.plan),
+                    filter=to_edge_filter(request.filter),
+                    score_threshold=request.threshold,
+                    with_payload=with_payload,
+                    params=params,
+                )
+            )
+        results = self._shard(name).query_batch(qe.QueryBatchRequest(queries))
+        return [
+            [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in points]
+            for points in results
+        ]
+
+    def update_vectors(self, name: str, vectors: dict[str, dict[str, Any]]) -> None:
+        if not vectors:
+            return
+        items = [
+            qe.PointVectors(id=point_id, vector={k: as_list(v) for k, v in named.items()})
+            for point_id, named in vectors.items()
+        ]
+        self._shard(name).update(qe.UpdateOperation.update_vectors(items))
+
+    def add_vector(self, name: str, vector: str, size: int) -> bool:
+        """Qdrant Edge cannot add a vector to a shard in place: copy the points into a new shard
+        whose config is the old one plus the vector, then swap the directories."""
+        meta = self._read_meta(name)
+        if meta is None:
+            raise CollectionNotFound(name)
+        if vector in meta["vectors"]:
+            return False
+        directory = self._dir(name)
+        old = self._shard(name)
+        old.flush()
+        building, retired = directory / "shard.new", directory / "shard.old"
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+        config = json.loads((directory / "shard" / "edge_config.json").read_text())
+        config["vectors"][vector] = {"size": size, "distance": "Cosine"}
+        building.mkdir(parents=True)
+        (building / "edge_config.json").write_text(json.dumps(config))
+        new = qe.EdgeShard.load(str(building))
+        for field_name, index in old.info().payload_schema.items():
+            new.update(
+                qe.UpdateOperation.create_field_index(field_name, index.params or index.data_type)
+            )
+        offset = None
+        while True:
+            records, offset = old.scroll(
+                qe.ScrollRequest(offset=offset, limit=512, with_payload=True, with_vector=True)
+            )
+            if records:
+                points = [qe.Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+                new.update(qe.UpdateOperation.upsert_points(points))
+            if offset is None:
+                break
+        new.flush()
+        new.close()
+        with _open_lock:
+            _open_shards.pop(directory / "shard", None)
+            old.close()
+            os.replace(directory / "shard", retired)
+            os.replace(building, directory / "shard")
+        meta["vectors"][vector] = size
+        tmp = directory / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, directory / META_FILE)
+        shutil.rmtree(retired, ignore_errors=True)
+        return True
+
 
 def _vector_params(size: int, storage: StorageOptions) -> qe.EdgeVectorParams:
     quantization: Any = None

@@ -246,6 +246,75 @@ class ServerStore:
             segments=info.segments_count or 0,
         )
 
+    def search_batch(
+        self,
+        name: str,
+        requests: Sequence[SearchRequest],
+        fields: Sequence[str] | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        self._require(name)
+        if not requests:
+            return []
+        local = self.url.startswith(LOCAL_PREFIX)  # always exact; warns about search params
+        params = None
+        if not local:
+            exact_params = models.SearchParams(exact=True)
+            params = exact_params if exact else _search_params(self._storage(name))
+        queries = []
+        for request in requests:
+            plan = request.plan
+            if isinstance(plan, RankFusion):
+                raise ValueError("search_batch takes Nearest and Recommend plans only")
+            if isinstance(plan, Nearest):
+                query: Any = as_list(plan.vector)
+            else:
+                query = models.RecommendQuery(
+                    recommend=models.RecommendInput(
+                        positive=[as_list(v) for v in plan.positives],
+                        negative=[as_list(v) for v in plan.negatives],
+                        strategy=models.RecommendStrategy.SUM_SCORES,
+                    )
+                )
+            queries.append(
+                models.QueryRequest(
+                    query=query,
+                    using=plan.using,
+                    filter=request.filter,
+                    limit=request.limit,
+                    offset=request.offset,
+                    score_threshold=request.threshold,
+                    with_payload=list(fields) if fields is not None else True,
+                    params=params,
+                )
+            )
+        responses = self._call(self.client.query_batch_points, name, requests=queries)
+        return [
+            [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points]
+            for r in responses
+        ]
+
+    def update_vectors(self, name: str, vectors: dict[str, dict[str, Any]]) -> None:
+        if not vectors:
+            return
+        points = [
+            models.PointVectors(id=point_id, vector={k: as_list(v) for k, v in named.items()})
+            for point_id, named in vectors.items()
+        ]
+        self._call(self.client.update_vectors, name, points=points, wait=True)
+
+    def add_vector(self, name: str, vector: str, size: int) -> bool:
+        info = self.get_collection(name)
+        if info is None:
+            raise CollectionNotFound(name)
+        if vector in info.vectors:
+            return False
+        config = models.DenseVectorNameConfig(
+            dense=models.DenseVectorConfig(size=size, distance=models.Distance.COSINE)
+        )
+        self._call(self.client.create_vector_name, name, vector, config, wait=True)
+        return True
+
     def close(self) -> None:
         self.client.close()
 
