@@ -43,22 +43,34 @@ class LabelIndex:
         for key in self.entries:
             by_name.setdefault(PurePosixPath(key).name, []).append(key)
         self._by_name = by_name
+        self.used: set[str] = set()  # keys that matched a file in this run
+
+    def example_unused(self) -> str | None:
+        """A key that matched no file (shown in the warning when few files got labels)."""
+        return next((k for k in self.entries if k not in self.used), None)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def lookup(self, source: str) -> LabelEntry | None:
+        key = self._match(source)
+        if key is None:
+            return None
+        self.used.add(key)
+        return self.entries[key]
+
+    def _match(self, source: str) -> str | None:
         source = _norm(source)
         if source in self.entries:
-            return self.entries[source]
+            return source
         candidates = self._by_name.get(PurePosixPath(source).name, [])
         suffix_hits = [
             k for k in candidates if k.endswith("/" + source) or source.endswith("/" + k)
         ]
         if len(suffix_hits) == 1:
-            return self.entries[suffix_hits[0]]
+            return suffix_hits[0]
         if len(candidates) == 1 and not suffix_hits:
-            return self.entries[candidates[0]]
+            return candidates[0]
         return None
 
 

@@ -1,48 +1,42 @@
-"""The incremental, crash-safe ingest run: discover -> skip/hash -> decode -> embed -> upsert.
+"""The incremental, crash-safe ingest run: plan -> embed -> write -> finish.
 
-Threads, all with bounded queues so memory stays flat however large the archive:
-  planner (1 thread): walks the candidates in order, skips unchanged files without opening them,
-      reads and hashes the rest, and hands decoding to the decode pool;
-  decode pool (N threads): decode, orient, preprocess into model tensors (PIL and torch release
-      the GIL, so this overlaps with inference);
-  main thread: batches decoded tensors and runs the model;
-  writer (1 thread): upserts points and payload updates.
+  plan (plan.py): every discovered file becomes a typed work item, without reading images;
+  embed + write (embed.py): new content is hashed, decoded and embedded, points are upserted on
+      a writer thread;
+  finish (here): copies of content already stored reuse its vectors, then, and only then,
+      replaced and pruned points are deleted, and the vector index is built when it pays.
 Crash safety: a point is written whole (vectors + payload) in one upsert, with an id derived
-from the file's sha256, so a re-run after kill -9 finds it and skips it; nothing is deleted
-until the run has completed, and a replaced point is deleted only after its successor is stored.
+from the content hash and location, so a re-run after kill -9 finds it and skips it; nothing is
+deleted until the run has completed, and a replaced point is deleted only after its successor
+is stored.
 """
 
 from __future__ import annotations
 
-import hashlib
-import queue
-import threading
+import os
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-import torch
-from pixseek.ingest.decode import ImageRejected, decode_image
-from pixseek.ingest.labels import LabelIndex, folder_label
-from pixseek.ingest.sources import ImageFile, Skipped, discover, resolve_inputs, root_of
+from pixseek.ingest.collection import open_for_ingest
+from pixseek.ingest.embed import EmbedOutcome, Hashed, Writer, embed_and_write
+from pixseek.ingest.labels import LabelIndex
+from pixseek.ingest.plan import LOCATION_FIELDS, Plan, plan, point_id_for
+from pixseek.ingest.sources import discover, resolve_inputs, root_of
 from pixseek.ingest.state import CollectionState
 
+from pixseek.media import is_archive
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.store import IndexStatus, PointRecord, VectorStore
 
-# Fixed namespace: the same bytes get the same point id on every machine.
-POINT_NAMESPACE = uuid.UUID("6b3c1f0e-8f3a-4c2e-9d51-7a0c2b9e4f11")
+__all__ = ["IngestOptions", "IngestSummary", "point_id_for", "run_ingest"]
+
 # Below this many points exact search is as fast as the HNSW index (1.1 vs 1.2 ms at 10k,
 # 12.6 vs 4.5 ms at 100k; bench/results/search.md), so `optimize=None` skips building it.
 AUTO_OPTIMIZE_POINTS = 20_000
-_DONE = object()
-
-
-def point_id_for(sha256_hex: str) -> str:
-    return str(uuid.uuid5(POINT_NAMESPACE, sha256_hex))
+COPY_BATCH = 64
 
 
 @dataclass
@@ -64,6 +58,14 @@ class Failure:
 
 
 @dataclass
+class Duplicate:
+    """A file whose content was already stored: its own point, with the vectors of `same_as`."""
+
+    source: str
+    same_as: str
+
+
+@dataclass
 class IngestSummary:
     collection: str
     added: int = 0
@@ -73,6 +75,8 @@ class IngestSummary:
     replaced: int = 0
     pruned: int = 0
     failed: list[Failure] = field(default_factory=list)
+    duplicate_files: list[Duplicate] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the ingest itself, without optimize_seconds
     model_seconds: float = 0.0
     optimize_seconds: float = 0.0
@@ -84,145 +88,9 @@ class IngestSummary:
         return data
 
 
-@dataclass
-class _Decode:
-    future: Future
-    point_id: str
-    payload: dict[str, Any]
-    source: str
-
-
-@dataclass
-class _Update:
-    point_id: str
-    payload: dict[str, Any]
-
-
-@dataclass
-class _Event:
-    kind: str  # "skip", "duplicate", "fail"
-    source: str = ""
-    reason: str = ""
-
-
-class _Planner:
-    """Decides per candidate what to do; runs sequentially in its own thread."""
-
-    def __init__(self, state: CollectionState, options: IngestOptions, embedders: ImageEmbedders):
-        self.state = state
-        self.options = options
-        self.embedders = embedders
-        self.seen_keys: set[tuple[str, str]] = set()
-        self.seen_ids: set[str] = set()  # stored ids that the archive still has: never deleted
-        self.claimed: set[str] = set()  # ids produced by this run
-        self.replaced: dict[str, set[str]] = {}  # new id -> ids it replaces at the same path
-        self.model_size = embedders.clip.image_size
-
-    def label_payload(self, item: ImageFile) -> dict[str, Any] | None:
-        if self.options.labels is not None:
-            entry = self.options.labels.lookup(item.source)
-            labels = entry.payload() if entry else {"labels": []}
-            if self.options.labels_from_folders and not labels["labels"]:
-                labels["labels"] = folder_label(item.source)
-            return labels
-        if self.options.labels_from_folders:
-            return {"labels": folder_label(item.source)}
-        return None
-
-    def plan(self, items: list[ImageFile | Skipped], pool: ThreadPoolExecutor) -> Iterator[Any]:
-        for item in items:
-            if isinstance(item, Skipped):
-                yield _Event("fail", item.source, item.reason)
-                continue
-            yield from self._plan_one(item, pool)
-
-    def _plan_one(self, item: ImageFile, pool: ThreadPoolExecutor) -> Iterator[Any]:
-        self.seen_keys.add(item.key)
-        stored = self.state.by_key.get(item.key, [])
-        labels = self.label_payload(item)
-        current = next((e for e in stored if e.unchanged(item.size, item.mtime)), None)
-        if current is not None:
-            self.seen_ids.add(current.id)
-            self.claimed.add(current.id)
-            self._mark_replaced(current.id, stored)
-            if labels is not None and labels != current.labels:
-                yield _Update(current.id, labels)
-            else:
-                yield _Event("skip", item.source)
-            return
-        try:
-            data = item.read()
-        except OSError as exc:
-            self.seen_ids.update(e.id for e in stored)  # unreadable now: keep what we had
-            yield _Event("fail", item.source, f"cannot read file: {exc}")
-            return
-        digest = hashlib.sha256(data).hexdigest()
-        point_id = point_id_for(digest)
-        if point_id in self.claimed:
-            self.seen_ids.update(e.id for e in stored)
-            yield _Event(
-                "duplicate", item.source, f"same content as an earlier file ({digest[:12]})"
-            )
-            return
-        self.claimed.add(point_id)
-        self._mark_replaced(point_id, stored)
-        payload: dict[str, Any] = {
-            "root": item.root,
-            "source": item.source,
-            "bytes": item.size,
-            "mtime": item.mtime,
-            "sha256": digest,
-            **(labels or {"labels": []}),
-        }
-        if point_id in self.state.ids:  # same picture already stored (touched or moved file)
-            self.seen_ids.add(point_id)
-            yield _Update(point_id, payload)
-            return
-        future = pool.submit(self._decode, data)
-        yield _Decode(future, point_id, payload, item.source)
-
-    def _mark_replaced(self, point_id: str, stored: list) -> None:
-        others = {e.id for e in stored if e.id != point_id}
-        if others:
-            self.replaced.setdefault(point_id, set()).update(others)
-
-    def _decode(self, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        decoded = decode_image(data, self.options.max_pixels, self.model_size)
-        tensors = self.embedders.preprocess(decoded.image)
-        extra = {"width": decoded.width, "height": decoded.height, "format": decoded.format}
-        extra.update(decoded.exif)
-        return tensors, extra
-
-
-class _Writer(threading.Thread):
-    """Applies store writes in order, off the main thread."""
-
-    def __init__(self, store: VectorStore, collection: str) -> None:
-        super().__init__(name="pixseek-writer", daemon=True)
-        self.store = store
-        self.collection = collection
-        self.jobs: queue.Queue = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not _DONE:
-            if self.error is not None:
-                continue
-            try:
-                job()
-            except BaseException as exc:  # re-raised in the main thread
-                self.error = exc
-
-    def submit(self, job: Callable[[], None]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.jobs.put(job)
-
-    def finish(self) -> None:
-        self.jobs.put(_DONE)
-        self.join()
-        if self.error is not None:
-            raise self.error
+def location(root: str, source: str) -> str:
+    """How a file is named to people: `archive.tar:member` or `folder/relative/path`."""
+    return f"{root}:{source}" if is_archive(Path(root)) else os.path.join(root, source)
 
 
 def run_ingest(
@@ -236,108 +104,31 @@ def run_ingest(
     started = time.perf_counter()
     inputs = resolve_inputs(paths)
     summary = IngestSummary(collection=options.collection)
-    info = store.get_collection(options.collection)
-    if info is None:
-        store.create_collection(options.collection, embedders.vector_sizes, embedders.metadata)
-        state = CollectionState()
-    else:
-        embedders.check_compatible(options.collection, info.metadata, info.vectors)
-        state = CollectionState.load(store, options.collection)
-
-    items: list[ImageFile | Skipped] = [item for path in inputs for item in discover(path)]
-    total = len(items)
-    planner = _Planner(state, options, embedders)
-    writer = _Writer(store, options.collection)
+    state = open_for_ingest(store, embedders, options.collection, summary.warnings)
+    items = [item for path in inputs for item in discover(path)]
+    work = plan(state, items, options.labels, options.labels_from_folders)
+    summary.warnings.extend(work.warnings)
+    writer = Writer()
     writer.start()
-    events: queue.Queue = queue.Queue(maxsize=options.batch_size * 3)
-    pool = ThreadPoolExecutor(max(1, options.decode_workers), thread_name_prefix="pixseek-decode")
-
-    def produce() -> None:
-        try:
-            for event in planner.plan(items, pool):
-                events.put(event)
-        except BaseException as exc:
-            events.put(exc)
-        events.put(_DONE)
-
-    producer = threading.Thread(target=produce, name="pixseek-planner", daemon=True)
-    producer.start()
-    batch: list[tuple[_Decode, dict[str, torch.Tensor], dict[str, Any]]] = []
-    done = 0
-    stored_ids: set[str] = set()
-
-    def flush_batch() -> None:
-        if not batch:
-            return
-        model_started = time.perf_counter()
-        stacked = {name: torch.stack([t[name] for _, t, _ in batch]) for name in batch[0][1]}
-        vectors = embedders.embed_pixels(stacked)
-        summary.model_seconds += time.perf_counter() - model_started
-        points = [
-            PointRecord(
-                id=job.point_id,
-                vectors={name: vectors[name][row] for name in vectors},
-                payload={**job.payload, **extra},
-            )
-            for row, (job, _, extra) in enumerate(batch)
-        ]
-        writer.submit(lambda pts=points: store.upsert(options.collection, pts))
-        summary.added += len(points)
-        stored_ids.update(job.point_id for job, _, _ in batch)
-        batch.clear()
-
     try:
-        while (event := events.get()) is not _DONE:
-            if isinstance(event, BaseException):
-                raise event
-            if isinstance(event, _Decode):
-                try:
-                    tensors, extra = event.future.result()
-                except ImageRejected as exc:
-                    summary.failed.append(Failure(event.source, str(exc)))
-                    planner.seen_ids.update(planner.replaced.pop(event.point_id, set()))
-                else:
-                    batch.append((event, tensors, extra))
-                    if len(batch) >= options.batch_size:
-                        flush_batch()
-            elif isinstance(event, _Update):
-                writer.submit(
-                    lambda e=event: store.set_payload(options.collection, e.point_id, e.payload)
-                )
-                summary.updated += 1
-                stored_ids.add(event.point_id)
-            elif event.kind == "skip":
-                summary.skipped += 1
-            elif event.kind == "duplicate":
-                summary.duplicates += 1
-            else:
-                summary.failed.append(Failure(event.source, event.reason))
-            done += 1
-            if on_progress is not None:
-                on_progress(done, total)
-        flush_batch()
-        writer.finish()
+        outcome = embed_and_write(
+            store,
+            embedders,
+            state,
+            work,
+            options.collection,
+            batch_size=options.batch_size,
+            decode_workers=options.decode_workers,
+            max_pixels=options.max_pixels,
+            writer=writer,
+            on_progress=on_progress,
+        )
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        if writer.is_alive():  # interrupted: still store the batches already embedded
-            writer.jobs.put(_DONE)
-            writer.join(timeout=60)
-
-    # The run completed: now, and only now, remove what is no longer there.
-    keep = planner.seen_ids | stored_ids
-    replaced: set[str] = set()
-    for new_id, old_ids in planner.replaced.items():
-        if new_id in keep:
-            replaced.update(old_ids - keep)
-    pruned: set[str] = set()
-    if options.prune:
-        roots = {root_of(path) for path in inputs}
-        for key, entry in state.entries_under(roots):
-            if key not in planner.seen_keys and entry.id not in keep:
-                pruned.add(entry.id)
-    store.delete(options.collection, sorted(replaced | pruned))
-    summary.replaced = len(replaced - pruned)
-    summary.pruned = len(pruned)
+        writer.finish()  # interrupted or not: store the batches already embedded
+    _count(summary, outcome)
+    _copy_identical(store, options.collection, state, outcome, summary)
+    roots = {root_of(path) for path in inputs} if options.prune else set()
+    _delete_superseded(store, options.collection, state, work, outcome, roots, summary)
     summary.seconds = time.perf_counter() - started
     if _should_optimize(store, summary, options):
         optimize_started = time.perf_counter()
@@ -346,10 +137,86 @@ def run_ingest(
     return summary
 
 
+def _count(summary: IngestSummary, outcome: EmbedOutcome) -> None:
+    summary.added = outcome.added
+    summary.updated = outcome.updated
+    summary.skipped = outcome.skipped
+    summary.model_seconds = outcome.model_seconds
+    summary.failed.extend(Failure(source, reason) for source, reason in outcome.failed)
+
+
+def _copy_identical(
+    store: VectorStore,
+    collection: str,
+    state: CollectionState,
+    outcome: EmbedOutcome,
+    summary: IngestSummary,
+) -> None:
+    """Store each copy of already-stored content as its own point with the original's vectors."""
+    by_source: dict[str, list[Hashed]] = {}
+    for hashed in outcome.copies:
+        source_id = outcome.embedded.get(hashed.sha256) or state.by_sha.get(hashed.sha256)
+        if source_id is None:
+            why = outcome.failed_content.get(hashed.sha256, "it was not stored")
+            summary.failed.append(
+                Failure(hashed.fetch.item.source, f"same content as a file that failed: {why}")
+            )
+            continue
+        by_source.setdefault(source_id, []).append(hashed)
+    source_ids = sorted(by_source)
+    for start in range(0, len(source_ids), COPY_BATCH):
+        originals = store.retrieve(
+            collection, source_ids[start : start + COPY_BATCH], with_vectors=True
+        )
+        points = []
+        for original in originals:
+            picture = {k: v for k, v in original.payload.items() if k not in LOCATION_FIELDS}
+            same_as = location(
+                str(original.payload.get("root", "")), str(original.payload.get("source", ""))
+            )
+            for hashed in by_source[original.id]:
+                points.append(
+                    PointRecord(hashed.point_id, original.vectors, {**picture, **hashed.payload})
+                )
+                summary.duplicate_files.append(
+                    Duplicate(location(hashed.fetch.item.root, hashed.fetch.item.source), same_as)
+                )
+                outcome.stored.add(hashed.point_id)
+                outcome.replaces[hashed.point_id] = hashed.fetch.replaces
+        store.upsert(collection, points)
+    summary.duplicates = len(summary.duplicate_files)
+
+
+def _delete_superseded(
+    store: VectorStore,
+    collection: str,
+    state: CollectionState,
+    work: Plan,
+    outcome: EmbedOutcome,
+    prune_roots: set[str],
+    summary: IngestSummary,
+) -> None:
+    """The run completed: now, and only now, remove what it replaced, and pruned files."""
+    keep = work.kept_ids | outcome.stored
+    replaced: set[str] = set()
+    for new_id, old_ids in outcome.replaces.items():
+        if new_id in keep:
+            replaced.update(old_ids - keep)
+    pruned: set[str] = set()
+    for key, entry in state.entries_under(prune_roots):
+        if key not in work.seen_keys and entry.id not in keep:
+            pruned.add(entry.id)
+    store.delete(collection, sorted(replaced | pruned))
+    summary.replaced = len(replaced - pruned)
+    summary.pruned = len(pruned)
+
+
 def _should_optimize(store: VectorStore, summary: IngestSummary, options: IngestOptions) -> bool:
     if options.optimize is not None:
         return options.optimize
-    changed = summary.added + summary.updated + summary.replaced + summary.pruned
+    changed = (
+        summary.added + summary.updated + summary.duplicates + summary.replaced + summary.pruned
+    )
     if not changed:
         return False
     info = store.get_collection(options.collection)

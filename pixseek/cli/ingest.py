@@ -103,7 +103,8 @@ def _print_summary(summary: IngestSummary) -> None:
     rate = summary.as_dict()["images_per_second"]
     click.echo(
         f"{summary.collection}: added {summary.added}, updated {summary.updated}, "
-        f"skipped {summary.skipped} unchanged, duplicates {summary.duplicates}, "
+        f"skipped {summary.skipped} unchanged, duplicates {summary.duplicates} (stored, embedded "
+        "once), "
         f"replaced {summary.replaced}, pruned {summary.pruned}, failed {len(summary.failed)} "
         f"({summary.seconds:.1f}s, {rate} images/s)"
     )
@@ -111,6 +112,12 @@ def _print_summary(summary: IngestSummary) -> None:
         click.echo(
             f"{summary.collection}: {summary.index.describe()} ({summary.optimize_seconds:.1f}s)"
         )
+    for warning in summary.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+    for duplicate in summary.duplicate_files[:50]:
+        click.echo(f"  duplicate: {duplicate.source} = {duplicate.same_as} (embedding reused)")
+    if len(summary.duplicate_files) > 50:
+        click.echo(f"  ... and {len(summary.duplicate_files) - 50} more duplicates (see --json)")
     for failure in summary.failed[:50]:
         click.echo(f"  failed: {failure.source}: {failure.reason}", err=True)
     if len(summary.failed) > 50:

@@ -24,6 +24,7 @@ DINO_VECTOR = "dino"
 # Payload fields that get an index before any upload, so filtered search stays fast.
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer", "float", "datetime", "text"]] = {
     "labels": "keyword",
+    "label_keys": "keyword",  # case-folded labels: what `label=` filters match
     "source": "keyword",
     "root": "keyword",
     "format": "keyword",
@@ -154,6 +155,10 @@ class VectorStore(Protocol):
     ) -> CollectionInfo: ...
 
     def drop_collection(self, name: str) -> bool: ...
+
+    def update_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Replace the collection's metadata (models, payload schema version)."""
+        ...
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None: ...
 

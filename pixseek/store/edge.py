@@ -144,6 +144,18 @@ class EdgeStore:
             name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
         )
 
+    def update_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        record = self._read_meta(name)
+        if record is None:
+            raise CollectionNotFound(name)
+        self._write_meta(name, {**record, "metadata": metadata})
+
+    def _write_meta(self, name: str, record: dict[str, Any]) -> None:
+        directory = self._dir(name)
+        tmp = directory / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, directory / META_FILE)
+
     def drop_collection(self, name: str) -> bool:
         directory = self._dir(name)
         if not (directory / META_FILE).is_file():

@@ -117,6 +117,15 @@ class ServerStore:
             name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
         )
 
+    def update_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        self._require(name)
+        storage = self._storage(name)
+        self._call(
+            self.client.update_collection,
+            name,
+            metadata={**metadata, STORAGE_KEY: storage.as_dict()},
+        )
+
     def drop_collection(self, name: str) -> bool:
         check_collection_name(name)
         if not self._call(self.client.collection_exists, name):

@@ -1,0 +1,65 @@
+"""Opening a collection for ingest: create it, or check it and bring its payload schema up to date.
+
+Payload schema versions (recorded as `payload_schema` in the collection's metadata):
+  1: one point per content hash; a second copy of an image was only counted, its path and labels
+     dropped; `label=` matched the exact case.
+  2: one point per file location (root + source) reusing the vectors of identical content;
+     `label_keys` holds the case-folded labels that `label=` filters match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pixseek.ingest.plan import label_keys
+from pixseek.ingest.state import CollectionState
+
+from pixseek.errors import CollectionNotFound
+from pixseek.models.bundle import ImageEmbedders
+from pixseek.store import CollectionInfo, VectorStore
+
+PAYLOAD_SCHEMA = 2
+SCHEMA_KEY = "payload_schema"
+
+
+def schema_of(info: CollectionInfo) -> int:
+    return int((info.metadata or {}).get(SCHEMA_KEY, 1))
+
+
+def new_metadata(embedders: ImageEmbedders) -> dict[str, Any]:
+    return {**embedders.metadata, SCHEMA_KEY: PAYLOAD_SCHEMA}
+
+
+def open_for_ingest(
+    store: VectorStore, embedders: ImageEmbedders, name: str, notes: list[str]
+) -> CollectionState:
+    """The collection's current state; created when missing, migrated when older (noted)."""
+    info = store.get_collection(name)
+    if info is None:
+        store.create_collection(name, embedders.vector_sizes, new_metadata(embedders))
+        return CollectionState()
+    embedders.check_compatible(name, info.metadata, info.vectors)
+    if schema_of(info) < PAYLOAD_SCHEMA:
+        notes.append(migrate(store, name))
+    return CollectionState.load(store, name)
+
+
+def migrate(store: VectorStore, name: str) -> str:
+    """Bring a collection to the current payload schema; returns the line that says what it did."""
+    info = store.get_collection(name)
+    if info is None:
+        raise CollectionNotFound(name)
+    old = schema_of(info)
+    if old >= PAYLOAD_SCHEMA:
+        return f"collection {name!r} is at payload schema {old}: nothing to migrate"
+    points = 0
+    for point in store.scroll(name, fields=["labels"]):
+        keys = label_keys(point.payload.get("labels") or [])
+        store.set_payload(name, point.id, {"label_keys": keys})
+        points += 1
+    store.update_metadata(name, {**info.metadata, SCHEMA_KEY: PAYLOAD_SCHEMA})
+    return (
+        f"collection {name!r}: payload schema {old} -> {PAYLOAD_SCHEMA} ({points} points); "
+        "copies of an image that schema 1 kept as one point come back with their own paths and "
+        "labels when their folders are ingested again"
+    )
