@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from pixseek.errors import CollectionNotFound, ServiceUnavailable, UserError
+from pixseek.errors import PixseekError
 
 log = logging.getLogger("pixseek.api")
 
@@ -32,36 +32,6 @@ class ApiError(Exception):
 class NotFound(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(404, message)
-
-
-# The shared search code speaks in CLI options; over HTTP the same advice names the API's fields.
-_API_WORDS = (
-    ("--image PATH", "an uploaded image"),
-    ("--like POINT_ID", "a `like` point id"),
-    ("--modify-weight", "modify_weight"),
-    ("--modify 'at night'", "modify: 'at night'"),
-    ("--modify", "modify"),
-    ("`pixseek search --json`", "search results"),
-)
-
-
-def api_message(exc: UserError) -> str:
-    """The error's one line, worded for HTTP clients."""
-    if isinstance(exc, CollectionNotFound):
-        return f"collection {exc.name!r} does not exist; GET /collections lists them"
-    message = str(exc)
-    for cli, api in _API_WORDS:
-        message = message.replace(cli, api)
-    return message
-
-
-def status_of(exc: UserError) -> int:
-    """Bad input is 422, a missing collection 404, Qdrant/Redis down or the store held 503."""
-    if isinstance(exc, CollectionNotFound):
-        return 404
-    if isinstance(exc, ServiceUnavailable):
-        return 503
-    return getattr(exc, "http_status", 422)
 
 
 def validation_message(errors: list[Any]) -> str:
@@ -100,9 +70,10 @@ def install(app: FastAPI) -> None:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.headers)
 
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return error_response(status_of(exc), api_message(exc))
+    @app.exception_handler(PixseekError)
+    async def pixseek_error(request: Request, exc: PixseekError) -> JSONResponse:
+        # The error class carries its status; the message may have an HTTP wording.
+        return error_response(exc.http_status, exc.api_message)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pixseek.api.errors import ApiError, NotFound
-from pixseek.worker.client import FINISHED, JobStatus
+from pixseek.api.errors import NotFound
+from pixseek.worker.records import FINISHED, JobState, JobStatus
 from pixseek.worker.spec import JobSpec
 
 from pixseek.config import Settings
-from pixseek.errors import JobNotFound, UserError
+from pixseek.errors import JobNotFound, PixseekError
 
 log = logging.getLogger("pixseek.api")
 MAX_KEPT_JOBS = 500
@@ -57,7 +57,7 @@ def job_not_found(job_id: str) -> NotFound:
 
 
 class BrokerJobs:
-    """JobClient behind the API: UserErrors become 404 (unknown job) or 503 (Redis unreachable)."""
+    """JobClient behind the API; its errors carry their status (JobNotFound 404, Redis down 503)."""
 
     mode = "broker"
 
@@ -68,25 +68,17 @@ class BrokerJobs:
         self.client = JobClient(settings)
 
     def submit(self, spec: JobSpec) -> str:
-        try:
-            return self.client.submit(spec)
-        except UserError as exc:
-            raise ApiError(503, str(exc)) from None
+        return self.client.submit(spec)
 
     def status(self, job_id: str) -> JobStatus:
         try:
             return self.client.status(job_id)
         except JobNotFound:
             raise job_not_found(job_id) from None
-        except UserError as exc:
-            raise ApiError(503, str(exc)) from None
 
     def cancel(self, job_id: str) -> JobStatus:
         self.status(job_id)  # 404 for unknown ids before anything is written
-        try:
-            return self.client.cancel(job_id)
-        except UserError as exc:
-            raise ApiError(503, str(exc)) from None
+        return self.client.cancel(job_id)
 
     def health(self) -> dict[str, Any]:
         from pixseek.worker.app import broker_url, safe_url
@@ -98,7 +90,7 @@ class BrokerJobs:
         }
         try:
             self.client.check_connection()
-        except UserError as exc:
+        except PixseekError as exc:
             return {**info, "ok": False, "detail": str(exc)}
         return {**info, "ok": True}
 
@@ -113,7 +105,7 @@ class BrokerJobs:
 class _Job:
     job_id: str
     spec: JobSpec
-    state: str = "QUEUED"
+    state: str = JobState.QUEUED
     meta: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -158,7 +150,7 @@ class LocalJobs:
 
         if job.cancel.is_set():
             return
-        self._set(job, "STARTED", {"stage": "started", "job_id": job.job_id})
+        self._set(job, JobState.STARTED, {"stage": "started", "job_id": job.job_id})
 
         def progress(state: str, meta: dict[str, Any]) -> None:
             if not job.cancel.is_set():
@@ -167,14 +159,16 @@ class LocalJobs:
         try:
             result = run_job(self.settings, job.spec, job.job_id, progress, job.cancel.is_set)
         except JobCancelled:
-            self._finish(job, "REVOKED")
-        except UserError as exc:
-            self._finish(job, "FAILURE", error=str(exc))
+            self._finish(job, JobState.REVOKED)
+        except PixseekError as exc:
+            self._finish(job, JobState.FAILURE, error=exc.api_message)
         except Exception as exc:  # the job fails; the API keeps serving
             log.exception("job %s failed", job.job_id)
-            self._finish(job, "FAILURE", error=f"internal error ({type(exc).__name__}: {exc})")
+            self._finish(
+                job, JobState.FAILURE, error=f"internal error ({type(exc).__name__}: {exc})"
+            )
         else:
-            self._finish(job, "SUCCESS", result=result)
+            self._finish(job, JobState.SUCCESS, result=result.to_dict())
 
     def _set(self, job: _Job, state: str, meta: dict[str, Any]) -> None:
         with self._lock:
@@ -207,8 +201,8 @@ class LocalJobs:
                 raise job_not_found(job_id)
             if job.state not in FINISHED:
                 job.cancel.set()
-                if job.state == "QUEUED":  # never started: cancelled at once
-                    job.state = "REVOKED"
+                if job.state == JobState.QUEUED:  # never started: cancelled at once
+                    job.state = JobState.REVOKED
         return self.status(job_id)
 
     def health(self) -> dict[str, Any]:
@@ -222,8 +216,8 @@ class LocalJobs:
             for job in self._jobs.values():
                 if job.state not in FINISHED:
                     job.cancel.set()
-                    if job.state == "QUEUED":
-                        job.state = "REVOKED"
+                    if job.state == JobState.QUEUED:
+                        job.state = JobState.REVOKED
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -14,7 +14,7 @@ from pixseek.api.errors import ApiError, ErrorOut, NotFound
 from pixseek.api.routes_search import hit_out
 from pixseek.api.schemas import JobBody, JobOut, JobResultOut
 from pixseek.search.filters import compile_filters
-from pixseek.worker.client import JobStatus
+from pixseek.worker.records import JobState, JobStatus
 from pixseek.worker.spec import JobSpec
 
 from pixseek.errors import CollectionNotFound
@@ -37,7 +37,7 @@ def _base(request: Request) -> str:
 
 
 def job_out(base: str, status: JobStatus) -> JobOut:
-    done = status.state == "SUCCESS"
+    done = status.state == JobState.SUCCESS
     return JobOut(
         job_id=status.job_id,
         state=status.state,
@@ -76,11 +76,11 @@ def status(request: Request, job_id: str = JobParam) -> JobOut:
 
 def _finished_result(svc: Services, job_id: str) -> dict[str, Any]:
     status = svc.jobs.status(check_job_id(job_id))
-    if status.state == "SUCCESS" and status.result is not None:
+    if status.state == JobState.SUCCESS and status.result is not None:
         return status.result
-    if status.state == "FAILURE":
+    if status.state == JobState.FAILURE:
         raise ApiError(409, f"job {status.job_id} failed: {status.error}")
-    if status.state == "REVOKED":
+    if status.state == JobState.REVOKED:
         raise ApiError(409, f"job {status.job_id} was cancelled; it has no result")
     raise ApiError(409, f"job {status.job_id} is not finished ({status.describe()})")
 

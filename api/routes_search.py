@@ -20,7 +20,7 @@ from pixseek.search.render import hit_record
 from pixseek.search.text_encoder import QueryEncoder, query_encoder
 from qdrant_client import models
 
-from pixseek.errors import CollectionNotFound, UserError
+from pixseek.errors import CollectionNotFound, Misconfigured, first_line
 from pixseek.store.base import CLIP_VECTOR, Hit, check_collection_name
 
 public = APIRouter(tags=["service"])
@@ -43,7 +43,7 @@ def health(request: Request) -> JSONResponse:
     """Store, job broker and model status; needs no API key. 503 when the store or broker fails."""
     from importlib.metadata import version
 
-    from pixseek.models.t2i import loaded_models
+    from pixseek.models.t2i_backends import loaded_models
 
     svc = services(request)
     settings = svc.settings
@@ -51,7 +51,7 @@ def health(request: Request) -> JSONResponse:
     try:
         store.update(ok=True, collections=len(svc.store.list_collections()))
     except Exception as exc:  # any failure here is what /health is for
-        store.update(ok=False, detail=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        store.update(ok=False, detail=first_line(exc))
     jobs = svc.jobs.health()
     if jobs["mode"] == "broker" and not settings.qdrant_url:
         jobs["warning"] = (
@@ -157,8 +157,8 @@ def ensure_model(encoder: QueryEncoder) -> None:
     """Load the CLIP model now, so a model that cannot load is a 503, not bad input."""
     try:
         encoder.model  # noqa: B018 - loads on first use
-    except UserError as exc:
-        raise ApiError(503, f"the CLIP model cannot be loaded: {exc}") from None
+    except Misconfigured as exc:
+        raise Misconfigured(f"the CLIP model cannot be loaded: {exc.message}") from None
 
 
 def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
@@ -178,10 +178,7 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
     encoder = query_encoder(svc.settings)
     if _needs_model(spec):
         ensure_model(encoder)
-        try:
-            check_model(info, encoder)
-        except UserError as exc:  # the server's configuration, not the request, is wrong
-            raise ApiError(503, str(exc)) from None
+        check_model(info, encoder)  # Misconfigured (503): the server's setup, not the request
     hits = run_search(
         svc.store,
         encoder,
@@ -192,6 +189,7 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
         offset=body.offset,
         threshold=body.threshold,
         max_pixels=svc.settings.max_image_pixels,
+        collapse=body.collapse,
     )
     more = len(hits) == body.limit and body.offset + body.limit <= MAX_OFFSET
     return SearchOut(
@@ -213,6 +211,7 @@ def hit_out(base: str, collection: str, rank: int, hit: Hit | dict[str, Any]) ->
         score=record["score"],
         source=record.get("source"),
         payload=record.get("payload") or {},
+        group_size=record.get("group_size"),
         image_url=url,
         thumbnail_url=f"{url}/thumbnail",
     )

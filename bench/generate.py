@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from bench._common import REPO, RESULTS
+
 COCO = REPO.parent / "shared" / "datasets" / "coco_mini"
-RESULTS = REPO / "bench" / "results"
 STAGES = ("load", "generation", "embedding", "search", "total")
 # (architecture, steps, guidance): SD-Turbo's own settings (1-4 steps, no guidance) and a usual
 # SD 1.5 setting (25 steps with classifier-free guidance, which doubles the UNet batch).

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from bench._common import REPO, RESULTS
+
 IMAGENETTE = REPO.parent / "shared" / "datasets" / "imagenette"
-RESULTS = REPO / "bench" / "results"
 
 
 def forward_rate(embedders, images: list[Path], batch_size: int) -> float:

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from bench._common import REPO, RESULTS, load
+
 IMAGENETTE = REPO.parent / "shared" / "datasets" / "imagenette" / "val"
-RESULTS = REPO / "bench" / "results"
 PEER_HOME = Path(os.environ.get("PIXSEEK_PEERS_HOME", "~/.cache/pixseek-peers")).expanduser()
 PEER_REQUIREMENTS = ["clip-retrieval==2.45.0", "open-clip-torch<3", "setuptools<81"]
 CLASSES = {
@@ -68,10 +68,6 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return info
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # -- the clip-retrieval venv ----------------------------------------------------------------------

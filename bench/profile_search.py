@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from bench._common import REPO, RESULTS
+
 WORDS = ["red", "small", "old", "wet", "shiny", "dark", "tiny", "blue", "happy", "broken"]
 THINGS = ["dog", "church", "truck", "fish", "parachute", "horn", "golf ball", "pump", "saw", "car"]
 

@@ -38,11 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from bench._common import REPO, RESULTS, percentiles, timed
 from bench.search_report import markdown, targets
 
-REPO = Path(__file__).resolve().parents[1]
 COCO = REPO.parent / "shared" / "datasets" / "coco_mini"
-RESULTS = REPO / "bench" / "results"
 DIM = 512
 FILTERS: dict[str, list[str]] = {
     "label=dog": ["label=dog"],
@@ -54,25 +53,6 @@ FILTERS: dict[str, list[str]] = {
 }
 SIZES = [(4032, 3024), (3024, 4032), (4000, 3000), (1920, 1080), (1280, 960), (640, 480)]
 CAMERAS = ["Apple iPhone 12", "Google Pixel 7", "Canon EOS 80D", "SONY ILCE-7M3", "FUJIFILM X-T3"]
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ms = np.asarray(samples) * 1000.0
-    return {
-        "n": len(samples),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p95_ms": round(float(np.percentile(ms, 95)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-    }
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def coco_label_counts() -> tuple[list[str], np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -55,7 +56,7 @@ class Settings:
     # Generation defaults for jobs that do not set them (the defaults suit SD-Turbo).
     t2i_steps: int = 4
     t2i_size: int = 512
-    t2i_guidance: str = "0.0"  # a decimal number; 0 turns classifier-free guidance off
+    t2i_guidance: float = 0.0  # 0 turns classifier-free guidance off
     # Images per pipeline call on the worker; lower it if the GPU runs out of memory.
     t2i_batch_size: int = 4
     # Celery queue that generation jobs are routed to and GPU workers consume.
@@ -112,13 +113,31 @@ class Settings:
         return self.data_dir / "cache"
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings for display: keys, passwords and tokens masked, in URLs too."""
         shown: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("api_key") and value:
+            if _SECRET_NAME.search(f.name) and value:
                 value = "***"
+            elif isinstance(value, str):
+                value = mask_secrets(value)
             shown[f.name] = str(value) if isinstance(value, Path) else value
         return shown
+
+
+_SECRET_NAME = re.compile(r"(api_key|password|secret|token)$", re.IGNORECASE)
+# user:password@ in URLs, and secret-looking query parameters (?password=...&api_key=...).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|api[_-]?key|apikey|token|secret|access_key)=)[^&;#\s]*",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """`redis://:pw@host` -> `redis://:***@host`; `?api_key=k` -> `?api_key=***`."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", text)
+    return _QUERY_SECRET.sub(lambda m: m.group("head") + "***", text)
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
@@ -132,6 +151,11 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return str(raw).strip().lower() in {"1", "true", "yes", "on"}
         if isinstance(default, int):
             return int(raw)
+        if isinstance(default, float):
+            number = float(raw)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return number
         if isinstance(default, Path) or name == "data_dir":
             return Path(os.path.expanduser(str(raw)))
         if isinstance(default, tuple):

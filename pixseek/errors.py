@@ -18,19 +18,28 @@ def first_line(exc: BaseException) -> str:
 class PixseekError(Exception):
     """Base of every deliberate error: a one-line message that says what is wrong and what to do.
 
-    `hint` is extra advice for the command line only (an API client gets the message alone).
+    `hint` is extra advice for the command line only (an API client gets the message alone);
+    `api_message` words the same fault for HTTP clients where the message names CLI flags.
     """
 
     http_status: int = 422
     exit_code: int = 2
 
-    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, hint: str | None = None, api_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self._api_message = api_message
 
     @property
     def message(self) -> str:
-        return first_line(self) if str(self) else type(self).__name__
+        return first_line(self)
+
+    @property
+    def api_message(self) -> str:
+        """The line for HTTP clients: the same, unless the CLI wording names command-line flags."""
+        return self._api_message or self.message
 
 
 class UserError(PixseekError):
@@ -63,7 +72,8 @@ class CollectionNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"collection {name!r} does not exist; run `pixseek collections` to list them "
-            f"or `pixseek ingest PATH --collection {name}` to create it"
+            f"or `pixseek ingest PATH --collection {name}` to create it",
+            api_message=f"collection {name!r} does not exist; GET /collections lists them",
         )
         self.name = name
 

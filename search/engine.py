@@ -29,16 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pixseek.search.query import Composed, QuerySpec, Term
+from pixseek.search.query import Composed, QuerySpec, Term, nothing_to_search
 from pixseek.search.text_encoder import QueryEncoder, unit
 from qdrant_client import models
 
-from pixseek.errors import CollectionNotFound, UserError
+from pixseek.errors import CollectionNotFound, InputError, UserError
+from pixseek.models.registry import check_compatible
 from pixseek.store.base import (
     CLIP_VECTOR,
     CollectionInfo,
     Hit,
     Nearest,
+    QueryPlan,
     Recommend,
     SearchRequest,
     VectorStore,
@@ -56,7 +58,7 @@ DEFAULT_MAX_PIXELS = 178_956_970
 class PlannedSearch:
     """The Qdrant query for a spec, and how to turn its scores into cosine similarities."""
 
-    plan: Nearest | Recommend
+    plan: QueryPlan  # Nearest, Recommend, or RankFusion for fused/generated queries
     scale: float  # Qdrant score / scale = cosine similarity to the query direction
     filter: models.Filter | None
     description: str
@@ -86,8 +88,9 @@ class _Resolver:
             return {}
         bad = [i for i in ids if not is_point_id(i)]
         if bad:
-            raise UserError(
-                f"{bad[0]!r} is not a point id; point ids are UUIDs, shown by `pixseek search --json`"
+            raise InputError(
+                f"{bad[0]!r} is not a point id; point ids are UUIDs, shown by `pixseek search --json`",
+                api_message=f"{bad[0]!r} is not a point id; point ids are UUIDs, shown in search results",
             )
         found = {
             p.id: p.vectors.get(CLIP_VECTOR)
@@ -97,9 +100,11 @@ class _Resolver:
         for point_id in ids:
             vector = found.get(point_id)
             if vector is None:
-                raise UserError(
+                raise InputError(
                     f"point {point_id} is not in collection {self.info.name!r}; "
-                    "ids are shown by `pixseek search --json`"
+                    "ids are shown by `pixseek search --json`",
+                    api_message=f"point {point_id} is not in collection {self.info.name!r}; "
+                    "ids are shown in search results",
                 )
             vectors[point_id] = unit(np.asarray(vector, dtype=np.float32))
         return vectors
@@ -126,25 +131,14 @@ class _Resolver:
 
 
 def check_model(info: CollectionInfo, encoder: QueryEncoder) -> None:
-    """Refuse to compare vectors from different CLIP models (one-line error)."""
-    stored = (info.metadata or {}).get("models", {}).get(CLIP_VECTOR)
-    if stored and stored != encoder.identifier:
-        raise UserError(
-            f"collection {info.name!r} was built with CLIP model {stored!r}, but "
-            f"{encoder.identifier!r} is configured; set PIXSEEK_CLIP_MODEL and "
-            "PIXSEEK_CLIP_PRETRAINED to the collection's model"
-        )
-    size = info.vectors.get(CLIP_VECTOR)
-    if size is not None and size != encoder.dim:
-        raise UserError(
-            f"collection {info.name!r} stores {size}-d CLIP vectors, but the configured model "
-            f"makes {encoder.dim}-d ones; use the collection's model"
-        )
+    """Refuse to compare vectors from different CLIP models (one-line Misconfigured)."""
+    configured = {CLIP_VECTOR: (encoder.identifier, encoder.dim)}
+    check_compatible(info.name, info.metadata, info.vectors, configured)
 
 
 def load_query_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode a query image (EXIF orientation applied, RGB); one-line errors."""
-    from pixseek.ingest.decode import ImageRejected, decode_image
+    from pixseek.decode import ImageRejected, decode_image
 
     file = Path(os.path.expanduser(path))
     try:
@@ -170,7 +164,7 @@ def plan_search(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PlannedSearch:
     if not spec.terms:
-        raise UserError("nothing to search for; give query text, --image PATH or --like POINT_ID")
+        raise nothing_to_search()
     if not spec.has_positive:
         raise UserError("the query has only negative terms; add a positive term to search for")
     if CLIP_VECTOR not in info.vectors:
@@ -205,8 +199,10 @@ def run_search(
     offset: int = 0,
     threshold: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    collapse: str | None = None,
 ) -> list[Hit]:
     """Search `collection`; scores are cosine similarities to the query, best first.
+    `collapse="near"` returns one hit per near-duplicate group (search/collapse.py).
 
     `encoder` may be None for queries made only of stored points (--like).
     """
@@ -218,7 +214,36 @@ def run_search(
     if info is None:
         raise CollectionNotFound(collection)
     planned = plan_search(store, encoder, info, spec, filter, max_pixels)
+    if collapse is not None:
+        from pixseek.search.collapse import check_collapse
+
+        check_collapse(collapse, info)
+    return execute(store, collection, planned, limit, offset, threshold, collapse)
+
+
+def execute(
+    store: VectorStore,
+    collection: str,
+    planned: PlannedSearch,
+    limit: int,
+    offset: int = 0,
+    threshold: float | None = None,
+    collapse: str | None = None,
+) -> list[Hit]:
+    """The one executor every plan goes through (plain, recommend, composed, fused/generated):
+    threshold scaling, tie-complete windows, stable paging and score reporting are the same."""
     store_threshold = None if threshold is None else threshold * planned.scale
+    if collapse is not None:
+        from pixseek.search.collapse import collapsed_page, group_sizes
+
+        page = collapsed_page(
+            lambda n: _window(store, collection, planned, store_threshold, n), offset, limit
+        )
+        sizes = group_sizes(store, collection, page, planned.filter)
+        return [
+            Hit(id=h.id, score=h.score / planned.scale, payload=h.payload, group_size=size)
+            for h, size in zip(page, sizes, strict=True)
+        ]
     hits = _window(store, collection, planned, store_threshold, offset + limit)
     return [
         Hit(id=hit.id, score=hit.score / planned.scale, payload=hit.payload)

@@ -17,6 +17,7 @@ one-line FilterSyntaxError that names the expression and the 0-based position of
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -27,14 +28,18 @@ from typing import Any
 import pydantic
 from qdrant_client import models
 
+from pixseek import payload
 from pixseek.errors import UserError
 
-# User-facing names for payload keys written by ingest.
-ALIASES = {"label": "labels", "caption": "captions"}
-INTEGER_FIELDS = frozenset({"width", "height", "bytes"})
-EPOCH_FIELDS = frozenset({"mtime"})  # stored as epoch seconds; dates are converted
-DATETIME_FIELDS = frozenset({"taken"})
-TEXT_FIELDS = frozenset({"labels", "captions", "source", "root", "format", "camera", "sha256"})
+# Field names and types come from the payload catalogue (pixseek/payload.py).
+ALIASES = payload.ALIASES
+INTEGER_FIELDS = payload.names_of("integer")
+EPOCH_FIELDS = payload.names_of("epoch")  # stored as epoch seconds; dates are converted
+DATETIME_FIELDS = payload.names_of("datetime")
+TEXT_FIELDS = payload.names_of("keyword") | payload.names_of("text")
+FULL_TEXT_FIELDS = frozenset(
+    name for name, kind in payload.PAYLOAD_INDEXES.items() if kind == "text"
+)
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 _OPERATORS = ("!=", "==", ">=", "<=", "!~", "=", ">", "<", "~")
@@ -176,23 +181,64 @@ def parse_where(expression: str, option: str = "--where") -> models.Filter:
         raise parser.fail("empty filter expression; expected e.g. label=dog")
     name = parser.key()
     key = ALIASES.get(name, name)
+    _check_field(parser, name, key)
     op = parser.operator()
     if op in ("in", "not in"):
         values = parser.value_list()
         condition = _any_condition(parser, key, values)
+        if key == LABELS:
+            condition = _label_condition(values)
         return models.Filter(must_not=[condition]) if op == "not in" else _must(condition)
     value = parser.value()
+    if key == LABELS and op in ("=", "!="):
+        condition = _label_condition([value])
+        return models.Filter(must_not=[condition]) if op == "!=" else _must(condition)
     if op in ("~", "!~"):
         if key in INTEGER_FIELDS | EPOCH_FIELDS | DATETIME_FIELDS:
             raise parser.fail(f"'~' matches text, but {key} is not a text field", value.position)
-        condition = models.FieldCondition(
-            key=key, match=models.MatchSubstring(substring=value.text)
-        )
+        match: Any = models.MatchSubstring(substring=value.text)
+        if key in FULL_TEXT_FIELDS:  # ocr~exit: every word of the value, any case
+            match = models.MatchText(text=value.text)
+        condition = models.FieldCondition(key=key, match=match)
         return models.Filter(must_not=[condition]) if op == "!~" else _must(condition)
     if op in ("=", "!="):
         condition = _equals_condition(parser, key, value)
         return models.Filter(must_not=[condition]) if op == "!=" else _must(condition)
     return _must(_range_condition(parser, key, op, value))
+
+
+LABELS = "labels"
+# Custom sidecar columns live under meta (`meta.image_id`, `meta[wnid]`): any key is allowed there.
+_CUSTOM_PREFIXES = ("meta.", "meta[")
+
+
+def _check_field(parser: _Parser, name: str, key: str) -> None:
+    """A misspelt field would match nothing and look like 'no results': name the real ones."""
+    known = payload.BY_NAME.get(key)
+    if (known is not None and known.filterable) or key.startswith(_CUSTOM_PREFIXES):
+        return
+    names = payload.filterable_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise parser.fail(
+        f"unknown field {name!r}; {hint}filterable fields: {', '.join(names)} and meta.KEY "
+        "for sidecar columns",
+        0,
+    )
+
+
+def _label_condition(values: list[_Value]) -> models.Filter:
+    """Labels match whatever their case (`label=shih-tzu` finds `Shih-Tzu`) through the
+    case-folded `label_keys` ingest writes; the exact spelling still matches points of
+    collections ingested before `label_keys` existed."""
+    texts = [value.text for value in values]
+    folded = sorted({text.casefold() for text in texts})
+    return models.Filter(
+        should=[
+            models.FieldCondition(key="label_keys", match=models.MatchAny(any=folded)),
+            models.FieldCondition(key=LABELS, match=models.MatchAny(any=texts)),
+        ]
+    )
 
 
 def compile_filters(expressions: Iterable[str], option: str = "--where") -> models.Filter | None:

@@ -23,13 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pixseek.errors import UserError
+from pixseek.errors import InputError, UserError
 
 TermKind = Literal["text", "image", "point"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp")
 _PATH_STARTS = ("./", "../", "/", "~/", ".\\", "..\\")
 # `[sign][weight]:rest`, with at least a sign or a weight before the colon.
 _PREFIX = re.compile(r"^(?P<sign>[+-])?(?P<weight>\d+(?:\.\d*)?|\.\d+)?:(?P<rest>.*)$", re.DOTALL)
+
+
+def nothing_to_search() -> InputError:
+    return InputError(
+        "nothing to search for; give query text, --image PATH or --like POINT_ID",
+        api_message="nothing to search for; give query text, an uploaded image or a `like` point id",
+    )
 
 
 @dataclass(frozen=True)
@@ -199,25 +206,33 @@ def build_query(given: QueryInput) -> QuerySpec:
     if given.modify is not None:
         modifier = given.modify.strip()
         if not modifier:
-            raise UserError("--modify needs some text, e.g. --modify 'at night'")
+            raise InputError(
+                "--modify needs some text, e.g. --modify 'at night'",
+                api_message="modify needs some text, e.g. modify: 'at night'",
+            )
         if not 0.0 < given.modify_weight <= 1.0:
-            raise UserError("--modify-weight must be above 0 and at most 1 (the text's share)")
+            raise InputError(
+                "--modify-weight must be above 0 and at most 1 (the text's share)",
+                api_message="modify_weight must be above 0 and at most 1 (the text's share)",
+            )
         references = [
             t
             for t in terms
             if isinstance(t, Term) and t.kind in ("image", "point") and t.weight > 0
         ]
         if len(references) != 1:
-            raise UserError(
+            raise InputError(
                 "--modify needs exactly one reference: one --image PATH or one --like POINT_ID "
-                f"(got {len(references)})"
+                f"(got {len(references)})",
+                api_message="modify needs exactly one reference: one uploaded image or one "
+                f"`like` point id (got {len(references)})",
             )
         reference = references[0]
         terms[terms.index(reference)] = Composed(
             Term(reference.kind, reference.value), modifier, given.modify_weight, reference.weight
         )
     if not terms:
-        raise UserError("nothing to search for; give query text, --image PATH or --like POINT_ID")
+        raise nothing_to_search()
     spec = QuerySpec(terms=tuple(terms), ensemble=given.ensemble)
     if not spec.has_positive:
         raise UserError(

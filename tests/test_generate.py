@@ -16,7 +16,7 @@ from pixseek.worker.images import ImageCache
 from pixseek.worker.spec import JobSpec, parse_size
 
 from pixseek.config import load_settings
-from pixseek.errors import UserError
+from pixseek.errors import Misconfigured, UserError
 from pixseek.models.t2i import GenerationParams, load_t2i, model_fingerprint
 from tests.conftest import COCO, json_lines, run_pixseek
 
@@ -72,7 +72,7 @@ def test_prompt_and_size_checks(tiny_t2i_dir):
     ],
 )
 def test_unknown_model_is_a_one_line_error(model, message):
-    with pytest.raises(UserError, match=message) as info:
+    with pytest.raises(Misconfigured, match=message) as info:
         load_t2i(model, "cpu")
     assert "\n" not in str(info.value) and "PIXSEEK_T2I_MODEL" in str(info.value)
 
@@ -155,7 +155,9 @@ def test_run_job_in_process(cli, pixseek_env, tiny_t2i_dir, mini_coco, monkeypat
     settings = load_settings()
     events: list[tuple[str, dict]] = []
     spec = JobSpec("a dog on a sofa", "mini", n_images=3, limit=5, where=("label=dog",))
-    result = run_job(settings, spec, "job-1", lambda state, meta: events.append((state, meta)))
+    result = run_job(
+        settings, spec, "job-1", lambda state, meta: events.append((state, meta))
+    ).to_dict()
     states = [state for state, _ in events]
     assert states[0] == "GENERATING" or states[0] == "LOADING"
     assert states[-2:] == ["EMBEDDING", "SEARCHING"]
@@ -170,15 +172,15 @@ def test_run_job_in_process(cli, pixseek_env, tiny_t2i_dir, mini_coco, monkeypat
         run_job(settings, cancelled, "job-2", cancelled=lambda: True)
 
     for fusion in ("text", "generated", "text+mean", "weighted"):
-        again = run_job(settings, dataclasses.replace(spec, fusion=fusion), "job-3")
+        again = run_job(settings, dataclasses.replace(spec, fusion=fusion), "job-3").to_dict()
         assert again["generated_now"] == 0 and again["score_kind"] == "cosine"
         scores = [hit["score"] for hit in again["hits"]]
         assert scores == sorted(scores, reverse=True) and all(-1 <= x <= 1 for x in scores)
     strict = run_job(settings, dataclasses.replace(spec, fusion="text", threshold=0.999), "j")
-    assert strict["hits"] == []
+    assert strict.hits == []
 
     broken = dataclasses.replace(settings, t2i_model="/nonexistent/sd")
-    with pytest.raises(UserError, match="does not exist or has no model_index.json"):
+    with pytest.raises(Misconfigured, match="does not exist or has no model_index.json"):
         run_job(broken, dataclasses.replace(spec, seed=50), "job-4")
     with pytest.raises(UserError, match="collection 'nope' does not exist"):
         run_job(settings, dataclasses.replace(spec, collection="nope"), "job-5")

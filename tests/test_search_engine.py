@@ -16,7 +16,7 @@ from pixseek.search.engine import plan_search, run_search
 from pixseek.search.query import Composed, QueryInput, QuerySpec, Term, build_query
 from pixseek.search.text_encoder import QueryEncoder
 
-from pixseek.errors import CollectionNotFound, UserError
+from pixseek.errors import CollectionNotFound, Misconfigured, UserError
 from pixseek.store.base import PointRecord
 
 AXES = {"dog": 0, "grass": 1, "beach": 2, "night": 3, "cat": 4, "car": 5}
@@ -309,8 +309,8 @@ def test_bad_input_is_a_one_line_user_error(coll, encoder, tmp_path):
 def test_model_mismatch_is_refused(store, encoder):
     store.create_collection("other", {"clip": DIM}, {"models": {"clip": "ViT-B-32/openai"}})
     store.upsert("other", [PointRecord(IDS["dog"], {"clip": POINTS["dog"]}, {})])
-    with pytest.raises(UserError, match="was built with CLIP model 'ViT-B-32/openai'"):
+    with pytest.raises(Misconfigured, match="was built with CLIP model 'ViT-B-32/openai'"):
         run_search(store, encoder, "other", spec_of("dog"))
     store.create_collection("wide", {"clip": DIM + 2}, {})
-    with pytest.raises(UserError, match="8-d CLIP vectors"):
+    with pytest.raises(Misconfigured, match="8-d CLIP vectors"):
         run_search(store, encoder, "wide", spec_of("dog"))

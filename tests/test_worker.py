@@ -288,7 +288,7 @@ def test_resubmission_takes_images_from_the_cache(deployment, recorder):
     events = recorder.until_final(job_id)
     states = [state for state, _ in events]
     assert states[-1] == "SUCCESS" and "GENERATING" not in states and "LOADING" not in states
-    result = deployment.client().result(job_id)
+    result = deployment.client().result(job_id).to_dict()
     assert result["generated_now"] == 0 and all(g["cached"] for g in result["generated"])
     assert [g["path"] for g in result["generated"]] == [g["path"] for g in first["generated"]]
     assert [h["id"] for h in result["hits"]] == [h["id"] for h in first["hits"]]
@@ -407,7 +407,7 @@ def test_job_survives_sigkill_of_its_pool_process(deployment, recorder):
     os.kill(children[0], signal.SIGKILL)
     events = recorder.until_final(job_id, timeout=120)
     assert events[-1][0] == "SUCCESS", events
-    result = deployment.client().result(job_id)
+    result = deployment.client().result(job_id).to_dict()
     assert result["deliveries"] == 2 and result["generated_now"] == 1
     assert pool_children(deployment.worker.proc.pid) != children  # a fresh pool process
     assert "WorkerLostError" in deployment.worker.output()
@@ -425,7 +425,7 @@ def test_job_survives_sigkill_of_its_worker(deployment, recorder):
     assert events[-1][0] == "SUCCESS", events
     states = [state for state, _ in events]
     assert states.count("STARTED") == 2  # delivered twice: killed once, then completed
-    result = deployment.client().result(job_id)
+    result = deployment.client().result(job_id).to_dict()
     assert result["deliveries"] == 2 and result["generated_now"] == 1
     assert Path(result["generated"][0]["path"]).is_file() and len(result["hits"]) == 10
     assert wait_drained(deployment)

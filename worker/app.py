@@ -24,7 +24,7 @@ from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
 from pixseek.config import Settings
-from pixseek.errors import ServiceUnavailable, UserError
+from pixseek.errors import ServiceUnavailable, UserError, first_line
 
 TASK_NAME = "pixseek.generate_search"
 RESULT_TTL_S = 7 * 24 * 3600
@@ -88,7 +88,7 @@ def check_reachable(url: str, what: str) -> None:
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ServiceUnavailable(f"cannot reach the {what} at {safe_url(url)}: {reason}") from None
     finally:
         client.close()

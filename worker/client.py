@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,69 +24,12 @@ from pixseek.worker.app import (
     redis_client,
     safe_url,
 )
+from pixseek.worker.records import JobResult, JobState, JobStatus
 from pixseek.worker.spec import JobSpec
 from pixseek.worker.tasks import JobControl
 
 from pixseek.config import Settings
-from pixseek.errors import JobNotFound, ServiceUnavailable, UserError
-
-FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
-STALE_AFTER_S = 120  # a running job silent this long: its worker may have died
-
-
-@dataclass
-class JobStatus:
-    job_id: str
-    state: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    result: dict[str, Any] | None = None
-    retries: int = 0
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    def describe(self) -> str:
-        """One line for people: `generating 2/4 (step 3/20)`, `failed: ...`."""
-        meta, state = self.meta, self.state
-        if state == "SUCCESS" and self.result is not None:
-            hits = len(self.result.get("hits", []))
-            seconds = self.result.get("timings", {}).get("total", 0.0)
-            return f"done: {hits} hits in {seconds:.1f}s"
-        if state == "FAILURE":
-            return f"failed: {self.error}"
-        if state == "REVOKED":
-            return "cancelled"
-        if state == "RETRY":
-            return f"waiting to retry (attempt {self.retries + 1}): {self.error}"
-        if state == "GENERATING":
-            done, total, batch = meta.get("done", 0), meta.get("total", 0), meta.get("batch", 0)
-            if batch:
-                images = (
-                    f"{done + 1}/{total}" if batch == 1 else f"{done + 1}-{done + batch}/{total}"
-                )
-                text = f"generating {images} (step {meta.get('step', 0)}/{meta.get('steps', 0)})"
-            else:
-                text = f"generating {done}/{total}"
-        elif state == "LOADING":
-            text = f"loading {meta.get('model', 'the model')}"
-        else:
-            text = state.lower()
-        updated = meta.get("updated_at")
-        if isinstance(updated, int | float) and time.time() - updated > STALE_AFTER_S:
-            ago = int(time.time() - updated)
-            text += f" (no news from {meta.get('worker', 'its worker')} for {ago}s: if it died, the job is redelivered)"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"job_id": self.job_id, "state": self.state}
-        data["status"] = self.describe()
-        if self.meta:
-            data["progress"] = self.meta
-        if self.error:
-            data["error"] = self.error
-        return data
+from pixseek.errors import Conflict, JobNotFound, ServiceUnavailable, UserError
 
 
 def check_job_id(job_id: str) -> str:
@@ -128,7 +70,7 @@ class JobClient:
             "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "updated_at": time.time(),
         }
-        self.app.backend.store_result(job_id, queued, "QUEUED")
+        self.app.backend.store_result(job_id, queued, JobState.QUEUED)
         try:
             self.app.send_task(
                 TASK_NAME, kwargs={"spec": spec.to_dict()}, task_id=job_id, retry=False
@@ -155,7 +97,7 @@ class JobClient:
             )
         result = meta.get("result")
         status = JobStatus(job_id, state, retries=int(meta.get("retries") or 0))
-        if state == "SUCCESS":
+        if state == JobState.SUCCESS:
             status.result = result
         elif isinstance(result, BaseException):
             status.error = str(result) or type(result).__name__
@@ -163,15 +105,15 @@ class JobClient:
             status.meta = result
         return status
 
-    def result(self, job_id: str) -> dict[str, Any]:
+    def result(self, job_id: str) -> JobResult:
         status = self.status(job_id)
-        if status.state == "SUCCESS" and status.result is not None:
-            return status.result
-        if status.state == "FAILURE":
-            raise UserError(f"job {status.job_id} failed: {status.error}")
-        if status.state == "REVOKED":
-            raise UserError(f"job {status.job_id} was cancelled; it has no result")
-        raise UserError(
+        if status.state == JobState.SUCCESS and status.result is not None:
+            return JobResult.from_dict(status.result)
+        if status.state == JobState.FAILURE:
+            raise Conflict(f"job {status.job_id} failed: {status.error}")
+        if status.state == JobState.REVOKED:
+            raise Conflict(f"job {status.job_id} was cancelled; it has no result")
+        raise Conflict(
             f"job {status.job_id} is not finished ({status.describe()}); "
             "use `pixseek jobs result ID --wait` to wait for it"
         )
@@ -208,7 +150,7 @@ class JobClient:
             return status
         self._control(status.job_id).request_cancel()
         self.app.control.revoke(status.job_id)  # live workers drop it if it is still queued
-        if status.state == "QUEUED":
+        if status.state == JobState.QUEUED:
             self.app.backend.mark_as_revoked(status.job_id, reason="cancelled before it started")
         return self.status(status.job_id)
 

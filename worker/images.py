@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixseek.models.t2i import GenerationParams
+from pixseek.models.generation import GenerationParams
 
 CACHE_VERSION = 1
 

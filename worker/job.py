@@ -21,25 +21,21 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pixseek.search.engine import check_model
+from pixseek.search.engine import PlannedSearch, check_model, execute
 from pixseek.search.filters import compile_filters
 from pixseek.search.fusion import fuse, score_kind
-from pixseek.search.render import hit_record
 from pixseek.search.text_encoder import query_encoder
 from pixseek.worker.images import ImageCache
+from pixseek.worker.records import GeneratedImage, JobResult, JobState
 from pixseek.worker.spec import JobSpec
 
 from pixseek.config import Settings
 from pixseek.errors import CollectionNotFound, UserError
-from pixseek.models.t2i import (
-    GenerationParams,
-    check_source,
-    load_t2i,
-    loaded_models,
-    model_fingerprint,
-)
+from pixseek.models import t2i_backends
+from pixseek.models.generation import GenerationParams
+from pixseek.models.registry import check_compatible
 from pixseek.store import open_store
-from pixseek.store.base import CLIP_VECTOR, DINO_VECTOR, CollectionInfo, SearchRequest
+from pixseek.store.base import CLIP_VECTOR, DINO_VECTOR, CollectionInfo
 
 Progress = Callable[[str, dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.25  # at most this often per denoising step; stage changes always
@@ -88,10 +84,11 @@ class _Job:
 
     # -- stages --------------------------------------------------------------------------------
 
-    def generate(self, params: GenerationParams) -> tuple[list[Image.Image], list[dict[str, Any]]]:
+    def generate(self, params: GenerationParams) -> tuple[list[Image.Image], list[GeneratedImage]]:
         spec, settings = self.spec, self.settings
         cache = ImageCache(settings.cache_dir / "generated")
-        fingerprint = model_fingerprint(settings.t2i_model)
+        backend = t2i_backends.resolve(settings.t2i_model)
+        fingerprint = backend.fingerprint()
         keys = [cache.key(fingerprint, params, seed) for seed in spec.seeds]
         images: dict[int, Image.Image] = {}
         for index, key in enumerate(keys):
@@ -99,22 +96,22 @@ class _Job:
             if cached is not None:
                 images[index] = cached
         records = [
-            {
-                "index": i,
-                "seed": seed,
-                "path": str(cache.path(keys[i])),
-                "cached": i in images,
-                "flagged": i in images and bool(cache.meta(keys[i]).get("flagged")),
-            }
+            GeneratedImage(
+                index=i,
+                seed=seed,
+                path=str(cache.path(keys[i])),
+                cached=i in images,
+                flagged=i in images and bool(cache.meta(keys[i]).get("flagged")),
+            )
             for i, seed in enumerate(spec.seeds)
         ]
         missing = [i for i in range(spec.n_images) if i not in images]
         started = time.perf_counter()
         if missing:
-            if settings.t2i_model not in loaded_models():
-                check_source(settings.t2i_model)
-                self.report("LOADING", model=settings.t2i_model)
-            t2i = load_t2i(settings.t2i_model, settings.device)
+            if not backend.is_loaded():
+                backend.check()
+                self.report(JobState.LOADING, model=settings.t2i_model)
+            t2i = backend.load(settings.device)
             self.timings["load"] = round(time.perf_counter() - started, 4)
             t2i.check_size(params.width, params.height)
             t2i.check_prompt(params.prompt)
@@ -126,7 +123,7 @@ class _Job:
                 chunk = missing[first : first + batch]
                 self.check_cancel()
                 self.report(
-                    "GENERATING",
+                    JobState.GENERATING,
                     done=done,
                     total=total,
                     batch=len(chunk),
@@ -139,7 +136,7 @@ class _Job:
                 ) -> None:
                     self.check_cancel()
                     self.report(
-                        "GENERATING",
+                        JobState.GENERATING,
                         throttle=step < steps,
                         done=done,
                         total=total,
@@ -158,21 +155,23 @@ class _Job:
                     }
                     cache.put(keys[index], item.image, meta)
                     images[index] = item.image
-                    records[index]["flagged"] = item.flagged
+                    records[index].flagged = item.flagged
                 done += len(chunk)
-            self.report("GENERATING", done=done, total=total, batch=0, step=0, steps=params.steps)
+            self.report(
+                JobState.GENERATING, done=done, total=total, batch=0, step=0, steps=params.steps
+            )
         self.timings["generation"] = round(time.perf_counter() - started, 4)
         return [images[i] for i in range(spec.n_images)], records
 
     def embed(
-        self, info: CollectionInfo, images: list[Image.Image], records: list[dict[str, Any]]
+        self, info: CollectionInfo, images: list[Image.Image], records: list[GeneratedImage]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.check_cancel()
-        self.report("EMBEDDING", images=len(images))
+        self.report(JobState.EMBEDDING, images=len(images))
         started = time.perf_counter()
         encoder = query_encoder(self.settings)
         text = encoder.encode_text(self.spec.prompt, self.spec.ensemble)
-        usable = [img for img, rec in zip(images, records, strict=True) if not rec.get("flagged")]
+        usable = [img for img, rec in zip(images, records, strict=True) if not rec.flagged]
         if len(usable) < len(images):
             self.warnings.append(
                 f"{len(images) - len(usable)} generated image(s) were blanked by the model's "
@@ -185,28 +184,25 @@ class _Job:
                 from pixseek.models.dino import load_dino
 
                 dino = load_dino(self.settings.dino_model, self.settings.device)
-                stored = info.metadata.get("models", {}).get(DINO_VECTOR)
-                if stored and stored != dino.identifier:
-                    raise UserError(
-                        f"collection {info.name!r} was built with DINOv2 model {stored!r}, but "
-                        f"{dino.identifier!r} is configured; set PIXSEEK_DINO_MODEL to it"
-                    )
+                configured = {DINO_VECTOR: (dino.identifier, dino.dim)}
+                check_compatible(info.name, info.metadata, info.vectors, configured)
                 vectors[DINO_VECTOR] = dino.embed_images(usable)
         self.timings["embedding"] = round(time.perf_counter() - started, 4)
         return text, vectors
 
     def search(self, text: np.ndarray, vectors: dict[str, np.ndarray], store: Any, flt: Any):
         self.check_cancel()
-        self.report("SEARCHING")
+        self.report(JobState.SEARCHING)
         started = time.perf_counter()
         fusion = self.spec.fusion
         if fusion != "text" and not vectors:
             self.warnings.append(f"no usable generated image; searched by text instead of {fusion}")
             fusion = "text"
         plan = fuse(fusion, text, vectors, self.spec.alpha)
-        request = SearchRequest(plan, self.spec.limit, 0, flt, self.spec.threshold)
-        hits = store.search(self.spec.collection, request)
-        hits.sort(key=lambda hit: (-hit.score, hit.id))  # stable order for tied scores
+        planned = PlannedSearch(plan, 1.0, flt, f"{fusion} fusion of {self.spec.prompt!r}")
+        hits = execute(
+            store, self.spec.collection, planned, self.spec.limit, 0, self.spec.threshold
+        )
         self.timings["search"] = round(time.perf_counter() - started, 4)
         return hits, score_kind(plan)
 
@@ -218,8 +214,8 @@ def run_job(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     deliveries: int = 1,
-) -> dict[str, Any]:
-    """Run one job; returns its JSON-safe result. UserError = bad input (do not retry)."""
+) -> JobResult:
+    """Run one job. A PixseekError other than ServiceUnavailable fails it without retries."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     spec = spec.validated()
@@ -241,21 +237,19 @@ def run_job(
     finally:
         store.close()  # a server client's connections; the embedded store only flushes
     job.timings["total"] = round(time.perf_counter() - started, 4)
-    return {
-        "job_id": job_id,
-        "state": "SUCCESS",
-        "query": spec.to_dict(),
-        "collection": spec.collection,
-        "fusion": spec.fusion,
-        "score_kind": kind,
-        "model": settings.t2i_model,
-        "params": {k: v for k, v in asdict(params).items() if k != "prompt"},
-        "generated": records,
-        "generated_now": sum(1 for r in records if not r["cached"]),
-        "hits": [hit_record(rank, hit) for rank, hit in enumerate(hits, start=1)],
-        "timings": job.timings,
-        "warnings": job.warnings,
-        "deliveries": deliveries,
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return JobResult(
+        job_id=job_id,
+        query=spec.to_dict(),
+        collection=spec.collection,
+        fusion=spec.fusion,
+        score_kind=kind,
+        model=settings.t2i_model,
+        params={k: v for k, v in asdict(params).items() if k != "prompt"},
+        generated=records,
+        hits=hits,
+        timings=job.timings,
+        warnings=job.warnings,
+        deliveries=deliveries,
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -18,7 +18,7 @@ from pixseek.search.fusion import DEFAULT_FUSION, FUSIONS
 
 from pixseek.config import Settings
 from pixseek.errors import UserError
-from pixseek.models.t2i import GenerationParams
+from pixseek.models.generation import GenerationParams
 from pixseek.store.base import check_collection_name
 
 MAX_PROMPT_CHARS = 1000

@@ -39,7 +39,7 @@ from pixseek.worker.app import (
 )
 
 from pixseek.config import Settings
-from pixseek.errors import ServiceUnavailable, UserError
+from pixseek.errors import PixseekError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, ServiceUnavailable):  # Qdrant or Redis down, store held elsewhere
         return True
-    if isinstance(exc, UserError):
+    if isinstance(exc, PixseekError):  # bad input or a misconfigured server: retrying won't help
         return False
     if isinstance(exc, ConnectionError | TimeoutError | redis.exceptions.ConnectionError):
         return True
@@ -141,7 +141,9 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
 
     try:
         spec = JobSpec.from_dict(raw_spec)
-        return run_job(settings, spec, job_id, progress, control.cancel_requested, deliveries)
+        return run_job(
+            settings, spec, job_id, progress, control.cancel_requested, deliveries
+        ).to_dict()
     except JobCancelled:
         raise _cancelled(task, job_id) from None
     except SoftTimeLimitExceeded:
@@ -157,8 +159,8 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
             countdown = backoff_seconds(task.request.retries, settings)
             log.warning("job %s: transient fault, retrying in %.0f s: %s", job_id, countdown, exc)
             raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from None
-        if isinstance(exc, UserError):
-            raise JobFailed(str(exc)) from None
+        if isinstance(exc, PixseekError):
+            raise JobFailed(exc.api_message) from None
         raise
 
 

@@ -10,13 +10,16 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pixseek.cli.context import settings_from
 from pixseek.config import Settings
 from pixseek.search.fusion import DEFAULT_FUSION, FUSIONS
+
+if TYPE_CHECKING:
+    from pixseek.worker.records import JobResult
 
 
 def generation_options(full: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -81,17 +84,17 @@ def build_spec(prompt: str, collection: str, **given: Any) -> Any:
 
 
 def output_result(
-    result: dict[str, Any], as_json: bool, html_path: str | None, hit_lines: bool = False
+    result: JobResult, as_json: bool, html_path: str | None, hit_lines: bool = False
 ) -> None:
     from pixseek.worker.render import summary, write_page
 
     if as_json and hit_lines:  # as `pixseek search --json`: one object per hit
-        for hit in result["hits"]:
+        for hit in result.to_dict()["hits"]:
             click.echo(json.dumps(hit, ensure_ascii=False, default=str))
-        for image in result["generated"]:
-            click.echo(f"pixseek: generated (seed {image['seed']}): {image['path']}", err=True)
+        for image in result.generated:
+            click.echo(f"pixseek: generated (seed {image.seed}): {image.path}", err=True)
     elif as_json:
-        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
     else:
         click.echo(summary(result))
     if html_path:
@@ -125,7 +128,7 @@ def run_generate(
     as_json: bool = False,
     html_path: str | None = None,
     hit_lines: bool = False,
-) -> dict[str, Any]:
+) -> JobResult:
     """`search --generate`: in-process without a broker, else queued and followed."""
     from pixseek.worker.render import ProgressDisplay
 

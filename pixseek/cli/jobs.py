@@ -9,6 +9,7 @@ import click
 
 from pixseek.cli.context import settings_from
 from pixseek.cli.generate import build_spec, generation_options, output_result
+from pixseek.worker.records import JobState
 
 
 def _client(ctx: click.Context) -> Any:
@@ -87,7 +88,7 @@ def result_command(
 def cancel_command(ctx: click.Context, job_id: str) -> None:
     """Cancel job JOB_ID: at once when queued, within one denoising step when running."""
     status = _client(ctx).cancel(job_id)
-    if status.state == "REVOKED":
+    if status.state == JobState.REVOKED:
         click.echo(f"job {status.job_id}: cancelled")
     elif status.finished:
         click.echo(f"job {status.job_id} had already finished: {status.describe()}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pixseek.errors import first_line
 from pixseek.models import accel
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def evaluate(
             warm_s = time.perf_counter() - first
             vectors = embed(run, pixels, batch)
         except Exception as exc:  # one unavailable setting must not stop the sweep
-            results[setting] = {"setting": setting.label, "error": str(exc).splitlines()[0][:200]}
+            results[setting] = {"setting": setting.label, "error": first_line(exc)[:200]}
             log(f"{setting.label}: unavailable ({results[setting]['error']})")
             continue
         reference = vectors if reference is None else reference

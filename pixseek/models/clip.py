@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixseek.errors import UserError
+from pixseek.errors import Misconfigured, PixseekError, UserError, first_line
 from pixseek.models import accel
 from pixseek.models.device import pick_device
 from pixseek.models.fast_preprocess import FastPreprocess
@@ -206,14 +206,16 @@ def _image_size(model: torch.nn.Module) -> int:
 def _check_local_dir(path: str) -> None:
     directory = Path(path).expanduser()
     if not directory.is_dir():
-        raise UserError(f"CLIP model directory {directory} does not exist; fix PIXSEEK_CLIP_MODEL")
+        raise Misconfigured(
+            f"CLIP model directory {directory} does not exist; fix PIXSEEK_CLIP_MODEL"
+        )
     if not (directory / "open_clip_config.json").is_file():
-        raise UserError(
+        raise Misconfigured(
             f"{directory} has no open_clip_config.json; a local CLIP model needs open_clip's "
             "local-dir layout (open_clip_config.json + open_clip_model.safetensors)"
         )
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        raise UserError(
+        raise Misconfigured(
             f"{directory} has no weights ({' or '.join(WEIGHT_FILES)}); "
             "copy the checkpoint there or point PIXSEEK_CLIP_MODEL elsewhere"
         )
@@ -282,11 +284,11 @@ def _build(
                 precision=precision,
             )
         tokenizer = open_clip.get_tokenizer(model_name)
-    except UserError:
+    except PixseekError:
         raise
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError variously
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(
+        reason = first_line(exc)
+        raise Misconfigured(
             f"cannot load CLIP model {model_name!r} (pretrained {pretrained!r}): {reason[:300]}; "
             "check PIXSEEK_CLIP_MODEL / PIXSEEK_CLIP_PRETRAINED, or use local-dir:/path offline"
         ) from None

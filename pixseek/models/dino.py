@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixseek.errors import UserError
+from pixseek.errors import Misconfigured, first_line
 from pixseek.models.device import pick_device, pick_dtype
 
 _cache: dict[tuple[str, str], DinoEmbedder] = {}
@@ -53,14 +53,16 @@ def _build(model_id: str, device: torch.device) -> DinoEmbedder:
 
     local = Path(model_id).expanduser()
     if model_id.startswith(("/", ".", "~")) and not local.is_dir():
-        raise UserError(f"DINOv2 model directory {local} does not exist; fix PIXSEEK_DINO_MODEL")
+        raise Misconfigured(
+            f"DINOv2 model directory {local} does not exist; fix PIXSEEK_DINO_MODEL"
+        )
     source = str(local) if local.is_dir() else model_id
     try:
         processor = AutoImageProcessor.from_pretrained(source)
         model = AutoModel.from_pretrained(source, dtype=pick_dtype(device)).to(device)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(
+        reason = first_line(exc)
+        raise Misconfigured(
             f"cannot load DINOv2 model {model_id!r}: {reason[:300]}; "
             "set PIXSEEK_DINO_MODEL to a Hub id or a local directory, or unset it"
         ) from None

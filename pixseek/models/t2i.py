@@ -30,8 +30,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from pixseek.errors import UserError
+from pixseek.errors import Misconfigured, PixseekError, UserError
 from pixseek.models.device import pick_device, pick_dtype
+from pixseek.models.generation import GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ log = logging.getLogger(__name__)
 OFFLOAD_BELOW_BYTES = 10 * 1024**3
 
 StepCallback = Callable[[int, int], None]  # (step done, steps in this batch)
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Everything that determines the images, except the seed and the model."""
-
-    prompt: str
-    negative_prompt: str = ""
-    steps: int = 4
-    guidance: float = 0.0
-    width: int = 512
-    height: int = 512
 
 
 @dataclass
@@ -185,7 +174,7 @@ def check_source(model: str) -> str:
         return model
     source = str(Path(model).expanduser())
     if not (Path(source) / "model_index.json").is_file():
-        raise UserError(
+        raise Misconfigured(
             f"text-to-image model directory {source} does not exist or has no model_index.json; "
             "set PIXSEEK_T2I_MODEL to a Hub id or a directory written by save_pretrained"
         )
@@ -217,12 +206,10 @@ def _load_pipeline(model: str, dtype: torch.dtype) -> Any:
                     f"{model} is a {type(pipeline).__name__}, not a text-to-image pipeline"
                 ) from None
             return pipeline
-    except UserError:
+    except PixseekError:
         raise
-    except (
-        Exception
-    ) as exc:  # diffusers / huggingface_hub raise OSError, ValueError, HTTP errors...
-        raise UserError(
+    except Exception as exc:  # diffusers / huggingface_hub raise OSError, ValueError, HTTP errors
+        raise Misconfigured(
             f"cannot load text-to-image model {model!r}: {_reason(exc)}; set PIXSEEK_T2I_MODEL to "
             "a diffusers Hub id or a local directory (offline, the Hub id must be in the HF cache)"
         ) from None
@@ -279,3 +266,13 @@ def loaded_models() -> list[str]:
     """Models loaded in this process (for logs and tests)."""
     with _cache_lock:
         return [key[1] for key in _cache if key[0] == os.getpid()]
+
+
+# -- the backend interface (pixseek/models/t2i_backends.py) ------------------------------------
+fingerprint = model_fingerprint
+load = load_t2i
+loaded = loaded_models
+
+
+def check(model: str) -> None:
+    check_source(model)

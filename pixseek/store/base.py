@@ -15,29 +15,29 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from qdrant_client import models
 
+from pixseek import payload
 from pixseek.errors import UserError
 from pixseek.store.options import StorageOptions
 
 CLIP_VECTOR = "clip"
 DINO_VECTOR = "dino"
+TEXT_VECTOR = "text"  # BM25 sparse vector over the keyword text (pixseek.keywords)
 
 # Payload fields that get an index before any upload, so filtered search stays fast.
-PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer", "float", "datetime", "text"]] = {
-    "labels": "keyword",
-    "label_keys": "keyword",  # case-folded labels: what `label=` filters match
-    "source": "keyword",
-    "root": "keyword",
-    "format": "keyword",
-    "width": "integer",
-    "height": "integer",
-    "bytes": "integer",
-    "taken": "datetime",
-    "camera": "keyword",
-}
+PAYLOAD_INDEXES = payload.PAYLOAD_INDEXES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
-Vector = np.ndarray | Sequence[float]
+
+@dataclass
+class SparseVector:
+    """A sparse vector (BM25 term weights): each backend converts it to its own type."""
+
+    indices: list[int]
+    values: list[float]
+
+
+Vector = np.ndarray | Sequence[float] | SparseVector
 
 
 def check_collection_name(name: str) -> str:
@@ -68,6 +68,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]
+    group_size: int | None = None  # with --collapse near: the near-duplicate group's size
 
 
 @dataclass
@@ -77,6 +78,7 @@ class CollectionInfo:
     vectors: dict[str, int]
     metadata: dict[str, Any] = field(default_factory=dict)
     storage: StorageOptions = field(default_factory=StorageOptions)
+    sparse_vectors: list[str] = field(default_factory=list)  # e.g. ["text"]: keyword index
 
 
 @dataclass
@@ -87,9 +89,12 @@ class IndexStatus:
     indexed_vectors: int  # summed over the named vectors (clip, dino)
     segments: int
     changed: bool = False  # this call rebuilt segments
+    queued: bool = False  # a server builds the index in the background (pixseek serve)
 
     def describe(self) -> str:
         rebuilt = ", index rebuilt" if self.changed else ""
+        if self.queued:
+            rebuilt = "; the server is building the index in the background"
         return (
             f"{self.indexed_vectors} vectors indexed (HNSW) in {self.segments} segment(s) "
             f"of {self.points} points{rebuilt}"
@@ -125,6 +130,7 @@ class RankFusion:
     weights: list[float] | None = None
     k: int = 60
     candidates: int = 100
+    fusion: Literal["rrf", "dbsf"] = "rrf"  # dbsf: distribution-based score fusion (no k)
 
 
 QueryPlan = Nearest | Recommend | RankFusion
@@ -199,6 +205,10 @@ class VectorStore(Protocol):
 
     def update_vectors(self, name: str, vectors: dict[str, dict[str, Vector]]) -> None:
         """Set some named vectors of existing points ({point id: {vector name: values}})."""
+        ...
+
+    def add_sparse_vector(self, name: str, vector: str) -> bool:
+        """Give an existing collection a sparse vector (IDF modifier); False if it had it."""
         ...
 
     def optimize(self, name: str) -> IndexStatus:
