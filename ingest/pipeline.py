@@ -33,8 +33,8 @@ from pixseek.store import IndexStatus, PointRecord, VectorStore
 
 __all__ = ["IngestOptions", "IngestSummary", "point_id_for", "run_ingest"]
 
-# Below this many points exact search is as fast as the HNSW index (1.1 vs 1.2 ms at 10k,
-# 12.6 vs 4.5 ms at 100k; bench/results/search.md), so `optimize=None` skips building it.
+# Below this many points exact search is as fast as the HNSW index (measured in
+# bench/results/search.md), so `optimize=None` skips building it.
 AUTO_OPTIMIZE_POINTS = 20_000
 COPY_BATCH = 64
 

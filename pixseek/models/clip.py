@@ -275,7 +275,8 @@ def _build(
     uses_schema = model_name.startswith((LOCAL_DIR, "hf-hub:"))
     try:
         # With a checkpoint, open_clip loads every weight strictly after building the model, so
-        # the random initialisation before it is wasted (~1 s of a 1.3 s ViT-B-32 load).
+        # the random initialisation before it is wasted (most of a ViT-B-32 load; see
+        # bench/results/profile_search.md).
         with _skip_random_init(uses_schema or bool(pretrained)):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name,

@@ -48,7 +48,7 @@ class FastPreprocess:
             return self.transform.transforms[-1](self.transform.transforms[-2](image))
         rgb = np.asarray(image)  # (H, W, 3) uint8
         # Channels first before the arithmetic: numpy's inner loops then run along image rows,
-        # not over 3-element pixels (4x faster); uint8 -> float32 is exact.
+        # not over 3-element pixels (several times faster); uint8 -> float32 is exact.
         pixels = np.empty((3, *rgb.shape[:2]), dtype=np.float32)
         np.copyto(pixels, rgb.transpose(2, 0, 1), casting="unsafe")
         pixels /= np.float32(255.0)
