@@ -117,13 +117,15 @@ def test_several_expressions_are_anded(filtered):
 
 
 def test_compiled_shapes():
-    assert parse_where("label=dog") == models.Filter(
-        must=[models.FieldCondition(key="labels", match=models.MatchValue(value="dog"))]
+    either = models.Filter(
+        should=[
+            models.FieldCondition(key="label_keys", match=models.MatchAny(any=["dog"])),
+            models.FieldCondition(key="labels", match=models.MatchAny(any=["Dog"])),
+        ]
     )
-    assert parse_where("label!=cat") == models.Filter(
-        must_not=[models.FieldCondition(key="labels", match=models.MatchValue(value="cat"))]
-    )
-    assert parse_where("label in (dog, 'a, b')").must[0].match == models.MatchAny(
+    assert parse_where("label=Dog") == models.Filter(must=[either])
+    assert parse_where("label!=Dog") == models.Filter(must_not=[either])
+    assert parse_where("label in (dog, 'a, b')").must[0].should[1].match == models.MatchAny(
         any=["dog", "a, b"]
     )
     assert parse_where("width>=640").must[0].range == models.Range(gte=640)
@@ -157,7 +159,7 @@ def test_compiled_shapes():
         ("label>=dog", "'>=' compares numbers or dates, but labels is text", 7),
         ("height in (1.5, 2)", "expected a whole number", 11),
         ("meta.score in (1.5, 2)", "'in' takes text or whole numbers", 15),
-        ("x in (1, a)", "mix of numbers and text", 6),
+        ("meta.x in (1, a)", "mix of numbers and text", 11),
         ('{"must": [}', "invalid JSON", 10),
         ("[1, 2]", "expected a field name", 0),
     ],

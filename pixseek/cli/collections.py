@@ -47,7 +47,14 @@ def drop_command(ctx: click.Context, name: str, yes: bool) -> None:
     store = open_store(settings_from(ctx))
     if store.get_collection(name) is None:
         raise CollectionNotFound(name)
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():
+            from pixseek.errors import InputError
+
+            raise InputError(
+                f"not dropping {name!r}: stdin is not a terminal, so pixseek cannot ask; "
+                f"add --yes to delete collection {name!r} and all its points"
+            )
         click.confirm(f"delete collection {name!r} and all its points?", abort=True)
     store.drop_collection(name)
     click.echo(f"dropped {name}")

@@ -1,0 +1,61 @@
+"""Nothing silent on the command line: drop never deletes without asking, config masks secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pixseek.config import load_settings, mask_secrets
+
+
+def test_drop_without_yes_refuses_when_it_cannot_ask(cli, pixseek_env, tmp_path):
+    from pixseek.store import open_store
+
+    store = open_store(load_settings())
+    store.create_collection("keep", {"clip": 4}, {})
+    store.close()
+    code, out, err = cli("collections", "drop", "keep")  # CliRunner's stdin is not a terminal
+    assert code == 2 and out == ""
+    assert "stdin is not a terminal" in err and "--yes" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = cli("collections", "--json")
+    assert json.loads(out)["name"] == "keep"
+    code, out, _ = cli("collections", "drop", "keep", "--yes")
+    assert code == 0 and "dropped keep" in out
+
+
+SECRETS = {
+    "PIXSEEK_BROKER_URL": "redis://:brokerpw@redis:6379/0",
+    "PIXSEEK_RESULT_BACKEND": "rediss://user:backendpw@cache:6380/1?ssl_cert_reqs=none",
+    "PIXSEEK_QDRANT_URL": "https://qdrant.example:6333/?api_key=urlkey",
+    "PIXSEEK_QDRANT_API_KEY": "qdrantkey",
+    "PIXSEEK_API_KEY": "apikey",
+}
+
+
+def test_config_masks_every_credential(cli, pixseek_env, monkeypatch):
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = cli("config")
+    assert code == 0, err
+    for secret in ("brokerpw", "backendpw", "urlkey", "qdrantkey", "apikey"):
+        assert secret not in out
+    shown = json.loads(out)
+    assert shown["broker_url"] == "redis://:***@redis:6379/0"
+    assert shown["result_backend"] == "rediss://user:***@cache:6380/1?ssl_cert_reqs=none"
+    assert shown["qdrant_url"] == "https://qdrant.example:6333/?api_key=***"
+    assert shown["qdrant_api_key"] == "***" and shown["api_key"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:p@ss@h:6379/0", "redis://:***@h:6379/0"),
+        ("amqp://u:p@h//", "amqp://u:***@h//"),
+        ("http://h:6333", "http://h:6333"),
+        ("redis://h:6379/0?password=x&db=1", "redis://h:6379/0?password=***&db=1"),
+    ],
+)
+def test_mask_secrets(url, masked):
+    assert mask_secrets(url) == masked
