@@ -129,7 +129,7 @@ class LimitsAndHeaders:
 def create_app(settings: Settings | None = None) -> FastAPI:
     from importlib.metadata import version
 
-    from pixseek.api import routes_jobs, routes_search
+    from pixseek.api import routes_duplicates, routes_jobs, routes_search
 
     settings = settings or load_settings()
     store = open_store(settings)
@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secured = [Depends(require_key)]
     app.include_router(routes_search.router, dependencies=secured)
     app.include_router(routes_jobs.router, dependencies=secured)
+    app.include_router(routes_duplicates.router, dependencies=secured)
     routes_search.document_search_body(app)
 
     @app.get("/", include_in_schema=False)

@@ -72,6 +72,9 @@ class SearchBody(BaseModel):
         None, ge=-1.0, le=1.0, description="Drop results below this cosine score."
     )
     ensemble: bool = Field(True, description="Prompt-template ensembling for text terms.")
+    collapse: Literal["near"] | None = Field(
+        None, description="`near`: one hit per near-duplicate group, with `group_size`."
+    )
 
 
 class HitOut(BaseModel):
@@ -80,6 +83,9 @@ class HitOut(BaseModel):
     score: float
     source: str | None = None
     payload: dict[str, Any]
+    group_size: int | None = Field(
+        None, description="With `collapse`: how many near duplicates this hit stands for."
+    )
     image_url: str
     thumbnail_url: str
 

@@ -16,6 +16,7 @@ from pixseek.ingest.state import CollectionState
 
 from pixseek.errors import CollectionNotFound
 from pixseek.models.bundle import ImageEmbedders
+from pixseek.phash import PHASH_BITS, PHASH_VECTOR
 from pixseek.store import CollectionInfo, VectorStore
 
 PAYLOAD_SCHEMA = 2
@@ -36,7 +37,8 @@ def open_for_ingest(
     """The collection's current state; created when missing, migrated when older (noted)."""
     info = store.get_collection(name)
     if info is None:
-        store.create_collection(name, embedders.vector_sizes, new_metadata(embedders))
+        sizes = {**embedders.vector_sizes, PHASH_VECTOR: PHASH_BITS}  # hashes: duplicates
+        store.create_collection(name, sizes, new_metadata(embedders))
         return CollectionState()
     embedders.check_compatible(name, info.metadata, info.vectors)
     if schema_of(info) < PAYLOAD_SCHEMA:

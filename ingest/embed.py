@@ -28,6 +28,7 @@ from pixseek.ingest.state import CollectionState
 
 from pixseek.decode import ImageRejected, decode_image
 from pixseek.models.bundle import ImageEmbedders
+from pixseek.phash import PHASH_VECTOR, hash_vector, phash, to_hex
 from pixseek.store import PointRecord, VectorStore
 
 _DONE = object()
@@ -169,11 +170,14 @@ def embed_and_write(
     `outcome.copies` for the finish step (their source may be in a batch not yet written)."""
     outcome = EmbedOutcome()
     model_size = embedders.clip.image_size
+    hashes = PHASH_VECTOR in getattr(store.get_collection(collection), "vectors", {})
 
     def decode(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         decoded = decode_image(data, max_pixels, model_size)
         extra = {"width": decoded.width, "height": decoded.height, "format": decoded.format}
         extra.update(decoded.exif)
+        if hashes:  # older collections get it from `pixseek duplicates --update-hashes`
+            extra[PHASH_VECTOR] = to_hex(phash(decoded.image))
         return embedders.preprocess(decoded.image), extra
 
     reader = _Reader(state, decode)

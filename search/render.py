@@ -29,6 +29,7 @@ def hit_record(rank: int, hit: Hit) -> dict[str, Any]:
         "score": float(hit.score),
         "source": hit.payload.get("source"),
         "payload": hit.payload,
+        **({"group_size": hit.group_size} if hit.group_size is not None else {}),
     }
 
 
@@ -37,6 +38,12 @@ def json_lines(hits: Sequence[Hit], offset: int = 0) -> str:
         json.dumps(hit_record(offset + i + 1, hit), ensure_ascii=False, default=str)
         for i, hit in enumerate(hits)
     )
+
+
+def _group_note(hit: Hit) -> str:
+    """' (+3 near duplicates)' on a collapsed result that stands for others."""
+    extra = (hit.group_size or 1) - 1
+    return f" (+{extra} near duplicate{'s' if extra > 1 else ''})" if extra else ""
 
 
 def _labels(payload: dict[str, Any]) -> str:
@@ -51,7 +58,7 @@ def table(hits: Sequence[Hit], offset: int = 0, width: int | None = None) -> str
         (
             str(offset + i + 1),
             f"{hit.score:.4f}",
-            str(hit.payload.get("source", hit.id)),
+            str(hit.payload.get("source", hit.id)) + _group_note(hit),
             _labels(hit.payload),
         )
         for i, hit in enumerate(hits)

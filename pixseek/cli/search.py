@@ -94,6 +94,11 @@ class SearchCommand(click.Command):
     "--threshold", type=click.FloatRange(-1.0, 1.0), help="Drop results below this cosine score."
 )
 @click.option("--no-ensemble", is_flag=True, help="Embed query text as typed, without templates.")
+@click.option(
+    "--collapse",
+    type=click.Choice(["near"]),
+    help="One result per near-duplicate group (perceptual hash), with the group's size.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @click.option(
     "--html",
@@ -124,6 +129,7 @@ def search_command(
     wheres: tuple[str, ...],
     threshold: float | None,
     no_ensemble: bool,
+    collapse: str | None,
     as_json: bool,
     html_path: str | None,
     generate: bool = False,
@@ -185,6 +191,7 @@ def search_command(
         offset=offset,
         threshold=threshold,
         max_pixels=settings.max_image_pixels,
+        collapse=collapse,
     )
     _print(hits, offset, as_json)
     if html_path:
