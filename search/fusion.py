@@ -27,7 +27,7 @@ with DINOv2); a threshold always applies to cosine similarities (for RRF: to eac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +38,6 @@ from pixseek.errors import UserError
 if TYPE_CHECKING:  # the store pulls in qdrant-client (slow to import); the CLI needs FUSIONS only
     from pixseek.store.base import QueryPlan
 
-FUSIONS = ("text", "generated", "text+mean", "weighted", "rrf")
 DEFAULT_FUSION = "rrf"
 RRF_K = 60
 
@@ -66,6 +65,54 @@ def score_kind(plan: QueryPlan) -> str:
     return "rrf" if isinstance(plan, RankFusion) else "cosine"
 
 
+def _text(t: np.ndarray, clip: np.ndarray, extra: Extra, alpha: float, k: int) -> QueryPlan:
+    from pixseek.store.base import CLIP_VECTOR, Nearest
+
+    return Nearest(t, CLIP_VECTOR)
+
+
+def _generated(t: np.ndarray, clip: np.ndarray, extra: Extra, alpha: float, k: int) -> QueryPlan:
+    from pixseek.store.base import CLIP_VECTOR, Nearest, RankFusion
+
+    searches = [Nearest(_unit(clip.mean(axis=0)), CLIP_VECTOR)]
+    searches += [Nearest(_unit(rows.mean(axis=0)), name) for name, rows in extra.items()]
+    return searches[0] if len(searches) == 1 else RankFusion(searches, None, RRF_K, k)
+
+
+def _text_mean(t: np.ndarray, clip: np.ndarray, extra: Extra, alpha: float, k: int) -> QueryPlan:
+    from pixseek.store.base import CLIP_VECTOR, Nearest
+
+    return Nearest(_unit(t + clip.mean(axis=0)), CLIP_VECTOR)
+
+
+def _weighted(t: np.ndarray, clip: np.ndarray, extra: Extra, alpha: float, k: int) -> QueryPlan:
+    from pixseek.store.base import CLIP_VECTOR, Nearest
+
+    return Nearest(_unit(alpha * t + (1.0 - alpha) * _unit(clip.mean(axis=0))), CLIP_VECTOR)
+
+
+def _rrf(t: np.ndarray, clip: np.ndarray, extra: Extra, alpha: float, k: int) -> QueryPlan:
+    from pixseek.store.base import CLIP_VECTOR, Nearest, RankFusion
+
+    searches = [Nearest(t, CLIP_VECTOR), *(Nearest(row, CLIP_VECTOR) for row in clip)]
+    for name in sorted(extra):
+        searches += [Nearest(row, name) for row in extra[name]]
+    return RankFusion(searches, None, RRF_K, k)
+
+
+Extra = Mapping[str, np.ndarray]
+# name -> plan builder(text unit vector, generated CLIP rows, other vectors' rows, alpha,
+# candidates per prefetch). A new fusion is one function and one line here.
+STRATEGIES: dict[str, Callable[[np.ndarray, np.ndarray, Extra, float, int], QueryPlan]] = {
+    "text": _text,
+    "generated": _generated,
+    "text+mean": _text_mean,
+    "weighted": _weighted,
+    "rrf": _rrf,
+}
+FUSIONS = tuple(STRATEGIES)
+
+
 def fuse(
     fusion: str,
     text: np.ndarray,
@@ -74,30 +121,17 @@ def fuse(
     candidates: int = 100,
 ) -> QueryPlan:
     """The query plan for `fusion`; `generated` maps vector name -> (n, dim) embeddings."""
-    from pixseek.store.base import CLIP_VECTOR, Nearest, RankFusion
+    from pixseek.store.base import CLIP_VECTOR
 
-    if fusion not in FUSIONS:
+    if fusion not in STRATEGIES:
         raise UserError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
     if not 0.0 <= alpha <= 1.0:
         raise UserError("alpha (the text's share) must be between 0 and 1")
     t = _unit(text)
     if fusion == "text":
-        return Nearest(t, CLIP_VECTOR)
+        return _text(t, np.empty((0, t.size)), {}, alpha, candidates)
     if CLIP_VECTOR not in generated:
         raise UserError("this fusion needs the generated images' CLIP embeddings")
     clip = _rows(generated[CLIP_VECTOR])
     extra = {name: _rows(rows) for name, rows in generated.items() if name != CLIP_VECTOR}
-    if fusion == "generated":
-        searches = [Nearest(_unit(clip.mean(axis=0)), CLIP_VECTOR)]
-        searches += [Nearest(_unit(rows.mean(axis=0)), name) for name, rows in extra.items()]
-        if len(searches) == 1:
-            return searches[0]
-        return RankFusion(searches, None, RRF_K, candidates)
-    if fusion == "text+mean":
-        return Nearest(_unit(t + clip.mean(axis=0)), CLIP_VECTOR)
-    if fusion == "weighted":
-        return Nearest(_unit(alpha * t + (1.0 - alpha) * _unit(clip.mean(axis=0))), CLIP_VECTOR)
-    searches = [Nearest(t, CLIP_VECTOR), *(Nearest(row, CLIP_VECTOR) for row in clip)]
-    for name in sorted(extra):
-        searches += [Nearest(row, name) for row in extra[name]]
-    return RankFusion(searches, None, RRF_K, candidates)
+    return STRATEGIES[fusion](t, clip, extra, alpha, candidates)
