@@ -26,11 +26,14 @@ from fastapi.staticfiles import StaticFiles
 from pixseek.api import errors
 from pixseek.api.errors import ApiError
 from pixseek.api.images import Images
+from pixseek.api.indexer import BackgroundIndexer, IndexedStore
+from pixseek.api.ingest_jobs import IngestJobs
 from pixseek.api.jobs import JobBackend, job_backend
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixseek.config import Settings, load_settings
+from pixseek.serverfile import SECRET_HEADER
 from pixseek.store import VectorStore, open_store
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -47,6 +50,8 @@ class Services:
     store: VectorStore
     images: Images
     jobs: JobBackend
+    ingest: IngestJobs | None = None
+    indexer: BackgroundIndexer | None = None
 
 
 def services(request: Request) -> Services:
@@ -57,13 +62,21 @@ _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PIXS
 _bearer = HTTPBearer(auto_error=False, description="PIXSEEK_API_KEY as a bearer token")
 
 
+def is_local(request: Request) -> bool:
+    """The request carries the data dir's secret (pixseek/serverfile.py): a pixseek command run
+    by the server's user on this machine."""
+    expected = getattr(request.app.state, "local_secret", None)
+    given = request.headers.get(SECRET_HEADER, "")
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def require_key(
     request: Request,
     key: str | None = Depends(_key_header),
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
 ) -> None:
     expected = services(request).settings.api_key
-    if not expected:
+    if not expected or is_local(request):  # local pixseek commands send the data dir's secret
         return
     given = key or (bearer.credentials if bearer else None)
     if given is None:
@@ -88,9 +101,10 @@ class LimitsAndHeaders:
     """Refuses request bodies above the limit (by Content-Length, or while streaming) with 413,
     and adds `X-Content-Type-Options: nosniff` to every response."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit or limit  # POST /ingest/upload (archives)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,9 +112,10 @@ class LimitsAndHeaders:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        limit = self.upload_limit if scope["path"].endswith("/ingest/upload") else self.limit
+        if length is not None and (not length.isdigit() or int(length) > limit):
             status = 413 if length.isdigit() else 400
-            detail = BodyTooLarge(self.limit).detail if status == 413 else "bad Content-Length"
+            detail = BodyTooLarge(limit).detail if status == 413 else "bad Content-Length"
             await errors.error_response(status, detail)(scope, receive, send)
             return
         received = 0
@@ -110,8 +125,8 @@ class LimitsAndHeaders:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def with_headers(message: Message) -> None:
@@ -129,16 +144,30 @@ class LimitsAndHeaders:
 def create_app(settings: Settings | None = None) -> FastAPI:
     from importlib.metadata import version
 
-    from pixseek.api import routes_duplicates, routes_jobs, routes_search
+    from pixseek.api import (
+        routes_duplicates,
+        routes_ingest,
+        routes_jobs,
+        routes_search,
+        routes_store,
+    )
 
     settings = settings or load_settings()
-    store = open_store(settings)
+    # Writes go through the background indexer's guard; index builds run off the process.
+    indexer = BackgroundIndexer(open_store(settings), settings.data_dir / "server")
+    store = IndexedStore(indexer.store, indexer)
     jobs = job_backend(settings)
+    ingest = IngestJobs(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        indexer.start()
         yield
+        ingest.close()
+        indexer.stop()
         jobs.close()
+        if app.state.claim is not None:  # uvicorn may end the process right after this
+            app.state.claim.release()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -151,15 +180,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,  # served by routes_search.router, behind the API key
         responses=dict(errors.ERROR_RESPONSES),
     )
-    app.state.pixseek = Services(settings, store, Images(store), jobs)
+    app.state.pixseek = Services(settings, store, Images(store), jobs, ingest, indexer)
+    # Set by `pixseek serve` once it has claimed the data dir (pixseek/serverfile.py).
+    app.state.local_secret = None
+    app.state.claim = None
     errors.install(app)
-    app.add_middleware(LimitsAndHeaders, limit=settings.api_max_upload_bytes)
+    app.add_middleware(
+        LimitsAndHeaders,
+        limit=settings.api_max_upload_bytes,
+        upload_limit=settings.ingest_max_upload_bytes,
+    )
 
     app.include_router(routes_search.public)
     secured = [Depends(require_key)]
     app.include_router(routes_search.router, dependencies=secured)
     app.include_router(routes_jobs.router, dependencies=secured)
     app.include_router(routes_duplicates.router, dependencies=secured)
+    app.include_router(routes_ingest.router, dependencies=secured)
+    app.include_router(routes_store.router)  # its own check: the data dir's secret
     routes_search.document_search_body(app)
 
     @app.get("/", include_in_schema=False)

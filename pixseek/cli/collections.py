@@ -22,17 +22,16 @@ def collections_command(ctx: click.Context, as_json: bool) -> None:
     infos = open_store(settings_from(ctx)).list_collections()
     if as_json:
         for info in infos:
-            click.echo(
-                json.dumps({"name": info.name, "points": info.points, "vectors": info.vectors})
-            )
+            record = {"name": info.name, "points": info.points, "vectors": info.vectors}
+            click.echo(json.dumps({**record, "storage": info.storage.as_dict()}))
         return
     if not infos:
         click.echo("no collections yet; create one with `pixseek ingest PATH --collection NAME`")
         return
-    click.echo(f"{'name':24} {'points':>9}  vectors")
+    click.echo(f"{'name':24} {'points':>9}  {'vectors':24} storage")
     for info in infos:
         vectors = ", ".join(f"{k}:{v}" for k, v in info.vectors.items())
-        click.echo(f"{info.name:24} {info.points:>9}  {vectors}")
+        click.echo(f"{info.name:24} {info.points:>9}  {vectors:24} {info.storage.describe()}")
 
 
 @collections_command.command("drop")

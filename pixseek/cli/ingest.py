@@ -28,6 +28,17 @@ if TYPE_CHECKING:
     help="Build the vector index (HNSW) after the run. Default: when the collection has "
     "20,000+ points and the run changed it (embedded store; a Qdrant server indexes by itself).",
 )
+@click.option(
+    "--quantization",
+    type=click.Choice(["none", "int8", "binary"]),
+    help="New collection: keep int8 or binary codes of the vectors for the index and rescore "
+    "with the originals (large collections). Default: none (exact float32).",
+)
+@click.option("--on-disk", is_flag=True, default=None, help="New collection: vectors on disk.")
+@click.option("--hnsw-m", type=click.IntRange(4, 4096), help="New collection: HNSW edges/node.")
+@click.option(
+    "--hnsw-ef-construct", type=click.IntRange(4, 4096), help="New collection: HNSW build breadth."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest_command(
@@ -39,6 +50,10 @@ def ingest_command(
     prune: bool,
     batch_size: int | None,
     optimize: bool | None,
+    quantization: str | None,
+    on_disk: bool | None,
+    hnsw_m: int | None,
+    hnsw_ef_construct: int | None,
     as_json: bool,
 ) -> None:
     """Embed the images under PATHS (folders, images, tar or zip archives) into a collection.
@@ -66,6 +81,12 @@ def ingest_command(
         optimize=optimize,
     )
     store = open_store(settings)
+    if (quantization, on_disk, hnsw_m, hnsw_ef_construct) != (None, None, None, None):
+        from pixseek.store.options import CreateWith, StorageOptions, check_storage_request
+
+        storage = StorageOptions(quantization or "none", bool(on_disk), hnsw_m, hnsw_ef_construct)
+        check_storage_request(store.get_collection(collection), storage)
+        store = CreateWith(store, storage)
     embedders = load_image_embedders(settings)
     summary = run_ingest(store, embedders, list(paths), options, _progress_reporter())
     store.close()

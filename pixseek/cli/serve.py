@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from pixseek.cli.context import settings_from
+
+if TYPE_CHECKING:
+    from pixseek.config import Settings
+    from pixseek.serverfile import Claim
 
 
 @click.command("serve")
@@ -21,16 +27,37 @@ from pixseek.cli.context import settings_from
 def serve_command(ctx: click.Context, host: str, port: int, log_level: str, root_path: str) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json) and the web gallery at /.
 
-    One process: the embedded store can be open in one process only, so run ingest and search
-    through this server while it runs (or use a Qdrant server). Without PIXSEEK_BROKER_URL,
-    generative jobs run in this process's threads; with it, on `pixseek worker` processes.
+    One process owns the embedded store: while it runs, `pixseek ingest`, `search` and
+    `collections` on the same data dir send their store calls to it, and a second `serve` on
+    that data dir is refused. Without PIXSEEK_BROKER_URL, generative jobs run in this
+    process's threads; with it, on `pixseek worker` processes.
     """
+    from pixseek.serverfile import claim, local_url
+
+    settings = settings_from(ctx)
+    # On the embedded store this process owns the data dir: local commands find it through
+    # the address file and delegate their store calls; a second server is refused here.
+    held = (
+        None if settings.qdrant_url else claim(settings.data_dir, local_url(host, port, root_path))
+    )
+    try:
+        _serve(settings, held, host, port, log_level, root_path)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _serve(
+    settings: Settings, held: Claim | None, host: str, port: int, log_level: str, root_path: str
+) -> None:
     import uvicorn
 
     from pixseek.api.app import create_app
 
-    settings = settings_from(ctx)
     app = create_app(settings)
+    if held is not None:
+        app.state.local_secret = held.address.secret
+        app.state.claim = held
     store = settings.qdrant_url or f"embedded in {settings.store_dir}"
     jobs = "Celery workers" if settings.broker_url else "in-process threads"
     auth = "API key required" if settings.api_key else "no API key"

@@ -299,6 +299,29 @@ class EdgeStore:
             info.points_count, info.indexed_vectors_count, info.segments_count, changed
         )
 
+    def index_status(self, name: str) -> IndexStatus:
+        info = self._shard(name).info()
+        return IndexStatus(info.points_count, info.indexed_vectors_count, info.segments_count)
+
+    def shard_dir(self, name: str) -> Path:
+        return self._dir(name) / "shard"
+
+    def replace_shard(self, name: str, built: Path) -> None:
+        """Swap in a shard built elsewhere from a copy of this one (api/indexer.py); the old
+        files are removed. Callers keep writers to `name` out while this runs."""
+        live = self.shard_dir(name)
+        old = live.with_name("shard.old")
+        with _open_lock:
+            shard = _open_shards.pop(live, None)
+            if shard is not None:
+                shard.flush()
+                shard.close()
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(live, old)
+            os.replace(built, live)
+            _open_shards[live] = qe.EdgeShard.load(str(live))
+        shutil.rmtree(old, ignore_errors=True)
+
     def close(self) -> None:
         """Make everything written durable; shards stay open for other users in this process."""
         with _open_lock:

@@ -90,3 +90,35 @@ class StorageOptions:
             if value is not None:
                 parts.append(f"{label}={value}")
         return ", ".join(parts)
+
+
+class CreateWith:
+    """A store whose new collections get `storage`: ingest creates collections without storage
+    options of its own, so the CLI and the server hand it the store wrapped in this."""
+
+    def __init__(self, store: Any, storage: StorageOptions) -> None:
+        self._store = store
+        self._storage = storage.validated()
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._store, attribute)
+
+    def create_collection(
+        self,
+        name: str,
+        vectors: dict[str, int],
+        metadata: dict[str, Any],
+        storage: StorageOptions | None = None,
+    ) -> Any:
+        return self._store.create_collection(name, vectors, metadata, storage or self._storage)
+
+
+def check_storage_request(info: Any, requested: StorageOptions | None) -> None:
+    """Storage options are chosen when a collection is created: refuse to silently ignore them."""
+    if info is None or requested is None or info.storage == requested.validated():
+        return
+    raise InputError(
+        f"collection {info.name!r} already exists with storage '{info.storage.describe()}'; "
+        "storage options apply when a collection is created: drop it first "
+        "(`pixseek collections drop`) or ingest into a new collection"
+    )
