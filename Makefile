@@ -27,6 +27,7 @@ chromium:
 test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_layers.py
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
 lint: install
