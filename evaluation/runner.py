@@ -24,6 +24,7 @@ from pixseek.search.fusion import FUSIONS
 from pixseek.search.query import Term
 from pixseek.search.text_encoder import query_encoder
 from pixseek.worker.job import run_job
+from pixseek.worker.records import JobResult
 from pixseek.worker.spec import JobSpec
 
 from pixseek.config import Settings
@@ -158,16 +159,10 @@ def ensemble_for(query: EvalQuery, run_default: bool, templates: Sequence[str]) 
     return query.syntax == "search" or templated_by(query.text, templates) is None
 
 
-def _job_parts(job: Any) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str], list[str]]:
-    """(id, raw score, payload) of the hits best first, generated image paths, warnings.
-
-    Accepts the typed `JobResult` and the older result dict (while worker/job.py moves over).
-    """
-    if isinstance(job, dict):
-        hits = [(h["id"], float(h["score"]), h["payload"]) for h in job["hits"]]
-        return hits, [g["path"] for g in job["generated"]], list(job.get("warnings", []))
+def _job_parts(job: JobResult) -> tuple[list[tuple[str, float, dict[str, Any]]], list[str]]:
+    """(id, raw score, payload) of a job's hits best first, and its generated image paths."""
     hits = [(hit.id, float(hit.score), hit.payload) for hit in job.hits]
-    return hits, [image.path for image in job.generated], list(job.warnings)
+    return hits, [image.path for image in job.generated]
 
 
 def run_eval(
@@ -225,10 +220,10 @@ def run_eval(
                     ensemble=wrap,
                 )
                 job = run_job(settings, spec, job_id=f"eval-{query.id}-{strategy}")
-                found, generated, warnings = _job_parts(job)
+                found, generated = _job_parts(job)
                 if generated and not result.generated_images:
                     result.generated_images = generated
-                run.notes.extend(w for w in warnings if w not in run.notes)
+                run.notes.extend(w for w in job.warnings if w not in run.notes)
             ranking = [(point_id, score) for point_id, score, _ in found]
             result.rankings[strategy] = ranking
             result.metrics[strategy] = query_metrics(

@@ -41,6 +41,7 @@ from pixseek.store.base import (
     Hit,
     Nearest,
     QueryPlan,
+    RankFusion,
     Recommend,
     SearchRequest,
     VectorStore,
@@ -232,7 +233,7 @@ def execute(
 ) -> list[Hit]:
     """The one executor every plan goes through (plain, recommend, composed, fused/generated):
     threshold scaling, tie-complete windows, stable paging and score reporting are the same."""
-    store_threshold = None if threshold is None else threshold * planned.scale
+    store_threshold = None if threshold is None else _just_below(threshold * planned.scale)
     if collapse is not None:
         from pixseek.search.collapse import collapsed_page, group_sizes
 
@@ -245,10 +246,17 @@ def execute(
             for h, size in zip(page, sizes, strict=True)
         ]
     hits = _window(store, collection, planned, store_threshold, offset + limit)
-    return [
-        Hit(id=hit.id, score=hit.score / planned.scale, payload=hit.payload)
-        for hit in hits[offset : offset + limit]
-    ]
+    scored = [Hit(id=hit.id, score=hit.score / planned.scale, payload=hit.payload) for hit in hits]
+    if threshold is not None and not isinstance(planned.plan, RankFusion):
+        scored = [hit for hit in scored if hit.score >= threshold]  # cosine scores only
+    return scored[offset : offset + limit]
+
+
+def _just_below(threshold: float) -> float:
+    """One float32 step below: Qdrant keeps scores strictly above its threshold, but a score
+    shown to the user and given back as --threshold must keep that very hit (score >= threshold;
+    `execute` then drops whatever lies below the exact value)."""
+    return float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
 
 
 def _window(

@@ -69,3 +69,64 @@ def expected_metrics(
             totals[name] = totals.get(name, 0.0) + value
         count += 1
     return {name: value / count for name, value in totals.items()}
+
+
+def expected_metrics_by_group(
+    ranking: Sequence[tuple[str, float]],
+    relevant: set[str],
+    n_relevant: int,
+    ks: Sequence[int],
+    max_group: int = 8,
+) -> dict[str, float]:
+    """The same expectation for long rankings with many ties, still by brute force.
+
+    Every metric is a sum over ranks, and what happens inside one tie group depends only on the
+    group's own order (the relevant items above a group are the same in every order). So the
+    expectation is the sum, over groups, of the mean contribution over the group's own orders:
+    factorials add instead of multiplying.
+    """
+    ks = list(dict.fromkeys(ks))
+    groups: list[list[str]] = []
+    last = None
+    for point_id, score in ranking:
+        if groups and score == last:
+            groups[-1].append(point_id)
+        else:
+            groups.append([point_id])
+        last = score
+    sums = {"AP": 0.0, "MRR": 0.0}
+    for k in ks:
+        sums |= {f"hits@{k}": 0.0, f"AP@{k}": 0.0, f"DCG@{k}": 0.0}
+    start = before = 0
+    first_hit_seen = False
+    for group in groups:
+        if len(group) > max_group:
+            raise ValueError(f"a tie group of {len(group)} is too large for brute force")
+        orders = list(itertools.permutations(group))
+        part = dict.fromkeys(sums, 0.0)
+        for order in orders:
+            rel = np.array([1.0 if i in relevant else 0.0 for i in order])
+            pos = np.arange(start, start + len(order))
+            precision = (before + np.cumsum(rel)) / (pos + 1)
+            part["AP"] += float(np.sum(precision * rel))
+            if not first_hit_seen and rel.any():
+                part["MRR"] += float(1.0 / (pos[np.argmax(rel)] + 1))
+            for k in ks:
+                inside = pos < k
+                part[f"hits@{k}"] += float(rel[inside].sum())
+                part[f"AP@{k}"] += float(np.sum((precision * rel)[inside]))
+                part[f"DCG@{k}"] += float(np.sum(rel[inside] / np.log2(pos[inside] + 2)))
+        for name in sums:
+            sums[name] += part[name] / len(orders)
+        hits = sum(1 for i in group if i in relevant)
+        first_hit_seen = first_hit_seen or hits > 0
+        before += hits
+        start += len(group)
+    out = {"AP": sums["AP"] / n_relevant, "MRR": sums["MRR"]}
+    for k in ks:
+        out[f"R@{k}"] = sums[f"hits@{k}"] / n_relevant
+        out[f"P@{k}"] = sums[f"hits@{k}"] / k
+        out[f"AP@{k}"] = sums[f"AP@{k}"] / min(n_relevant, k)
+        ideal = np.sum(1.0 / np.log2(np.arange(2, min(n_relevant, k) + 2)))
+        out[f"nDCG@{k}"] = float(sums[f"DCG@{k}"] / ideal)
+    return out

@@ -15,7 +15,7 @@ from pixseek.evaluation.metrics import (
 )
 from sklearn.metrics import average_precision_score, ndcg_score
 
-from tests.eval_reference import expected_metrics
+from tests.eval_reference import expected_metrics, expected_metrics_by_group
 
 
 def _full_ranking(scores: list[float]) -> list[tuple[str, float]]:
@@ -37,9 +37,11 @@ def test_every_metric_is_the_expectation_over_tie_orders(seed: int):
     ks = [1, 2, 3, 5, n]
     ours = query_metrics(ranking, relevant, ks, n_relevant=len(relevant) + missing)
     reference = expected_metrics(ranking, relevant, len(relevant) + missing, ks)
-    assert kept and set(ours) == set(reference)
+    by_group = expected_metrics_by_group(ranking, relevant, len(relevant) + missing, ks)
+    assert kept and set(ours) == set(reference) == set(by_group)
     for name, value in reference.items():
         assert ours[name] == pytest.approx(value, abs=1e-12), name
+        assert by_group[name] == pytest.approx(value, abs=1e-12), name
 
 
 @pytest.mark.parametrize("seed", range(10))
