@@ -59,6 +59,17 @@ class Settings:
     t2i_guidance: float = 0.0  # 0 turns classifier-free guidance off
     # Images per pipeline call on the worker; lower it if the GPU runs out of memory.
     t2i_batch_size: int = 4
+    # Hosted images APIs (PIXSEEK_T2I_MODEL=openai:MODEL or openai-compatible:MODEL@BASE_URL):
+    # the environment variable holding the key, seconds per request, attempts on 429/5xx/timeouts,
+    # and the API's size ("" = the job's WIDTHxHEIGHT, or "auto") and quality ("" = its default).
+    t2i_api_key_env: str = "OPENAI_API_KEY"
+    t2i_api_timeout_s: float = 120.0
+    t2i_api_retries: int = 3
+    t2i_api_size: str = ""
+    t2i_api_quality: str = ""
+    # Query rewriting before generation by an OpenAI-compatible chat model: MODEL (OpenAI) or
+    # MODEL@BASE_URL; "" = off. The text half of a generative search still uses the query.
+    t2i_rewrite_model: str = ""
     # Celery queue that generation jobs are routed to and GPU workers consume.
     job_queue: str = "gpu"
     # Hard time limit of one generation job in seconds; the soft limit (fails cleanly) is 90%.
@@ -72,6 +83,25 @@ class Settings:
     api_max_upload_bytes: int = 20 * 1024 * 1024
     # HTTP API without a broker: generative jobs run in this many threads of the API process.
     api_job_threads: int = 1
+    # HTTP API bounds on one request, checked before the expensive part (README "Limits").
+    api_max_json_bytes: int = 256 * 1024  # a JSON body (uploads go as multipart)
+    api_max_json_depth: int = 32
+    api_max_json_members: int = 20_000  # array items + object members, all levels
+    api_max_filter_depth: int = 16  # JSON nesting of a raw Qdrant filter
+    api_max_filter_conditions: int = 1000  # conditions + listed values, all filters together
+    api_max_query_chars: int = 1000  # `q` and `modify`
+    api_max_query_terms: int = 32  # text terms + example images + `like` ids
+    api_max_request_pixels: int = 64_000_000  # decoded pixels of all uploads of one request
+    api_decode_timeout_s: float = 20.0  # decoding the uploads of one request
+    api_body_timeout_s: float = 60.0  # the whole request body must arrive within this
+    api_read_timeout_s: float = 15.0  # the longest silence while a body arrives
+    # Absolute server paths in responses (payload.root, generated image paths): for single-user
+    # local setups; off, hits carry the root's folder name only.
+    api_show_paths: bool = False
+    # Requests per minute per API key (or client address without one); 0 = no limit.
+    api_rate_limit: int = 0
+    # Origins allowed to call the API from a browser ("|"-separated); empty = no CORS headers.
+    api_cors_origins: tuple[str, ...] = ()
     # POST /ingest: server-side folders that remote callers may ingest from ("|"-separated);
     # empty = the route is off. Local commands delegating to `pixseek serve` need no root.
     ingest_roots: tuple[str, ...] = ()

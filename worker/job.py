@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from pixseek.errors import CollectionNotFound, UserError
 from pixseek.models import t2i_backends
 from pixseek.models.generation import GenerationParams
 from pixseek.models.registry import check_compatible
+from pixseek.models.rewrite import rewrite_query
 from pixseek.store import open_store
 from pixseek.store.base import CLIP_VECTOR, DINO_VECTOR, CollectionInfo
 
@@ -231,12 +232,19 @@ def run_job(
             raise UserError(f"collection {spec.collection!r} has no {CLIP_VECTOR!r} vectors")
         check_model(info, query_encoder(settings))
         job.check_cancel()
+        if spec.n_images and settings.t2i_rewrite_model:
+            started_rewrite = time.perf_counter()
+            params = replace(params, prompt=rewrite_query(params.prompt, settings))
+            job.timings["rewrite"] = round(time.perf_counter() - started_rewrite, 4)
         images, records = job.generate(params) if spec.n_images else ([], [])
         text, vectors = job.embed(info, images, records)
         hits, kind = job.search(text, vectors, store, flt)
     finally:
         store.close()  # a server client's connections; the embedded store only flushes
     job.timings["total"] = round(time.perf_counter() - started, 4)
+    shown = {k: v for k, v in asdict(params).items() if k != "prompt"}
+    if params.prompt != spec.prompt:  # rewritten before generation (PIXSEEK_T2I_REWRITE_MODEL)
+        shown["generation_prompt"] = params.prompt
     return JobResult(
         job_id=job_id,
         query=spec.to_dict(),
@@ -244,7 +252,7 @@ def run_job(
         fusion=spec.fusion,
         score_kind=kind,
         model=settings.t2i_model,
-        params={k: v for k, v in asdict(params).items() if k != "prompt"},
+        params=shown,
         generated=records,
         hits=hits,
         timings=job.timings,

@@ -22,6 +22,8 @@ from types import ModuleType
 # prefix -> module; the empty prefix (a Hub id or a directory) is the local diffusers pipeline.
 BACKENDS: dict[str, str] = {
     "": "pixseek.models.t2i",
+    "openai": "pixseek.models.t2i_openai",  # openai:gpt-image-1
+    "openai-compatible": "pixseek.models.t2i_openai",  # openai-compatible:MODEL@BASE_URL
 }
 
 
@@ -55,7 +57,7 @@ def resolve(setting: str) -> Resolved:
 def loaded_models() -> list[str]:
     """Models loaded in this process by any backend already imported."""
     found: list[str] = []
-    for module_name in BACKENDS.values():
+    for module_name in dict.fromkeys(BACKENDS.values()):  # one module may serve two prefixes
         module = sys.modules.get(module_name)
         if module is not None:
             found.extend(module.loaded())
