@@ -14,7 +14,7 @@ from typing import Any
 from pixseek.ingest.plan import label_keys
 from pixseek.ingest.state import CollectionState
 
-from pixseek.errors import CollectionNotFound
+from pixseek.errors import CollectionExists, CollectionNotFound
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.phash import PHASH_BITS, PHASH_VECTOR
 from pixseek.store import CollectionInfo, VectorStore
@@ -35,15 +35,33 @@ def open_for_ingest(
     store: VectorStore, embedders: ImageEmbedders, name: str, notes: list[str]
 ) -> CollectionState:
     """The collection's current state; created when missing, migrated when older (noted)."""
-    info = store.get_collection(name)
+    sizes = {**embedders.vector_sizes, PHASH_VECTOR: PHASH_BITS}  # hashes: duplicates
+    info = get_or_create(store, name, sizes, new_metadata(embedders))
     if info is None:
-        sizes = {**embedders.vector_sizes, PHASH_VECTOR: PHASH_BITS}  # hashes: duplicates
-        store.create_collection(name, sizes, new_metadata(embedders))
         return CollectionState()
     embedders.check_compatible(name, info.metadata, info.vectors)
     if schema_of(info) < PAYLOAD_SCHEMA:
         notes.append(migrate(store, name))
     return CollectionState.load(store, name)
+
+
+def get_or_create(
+    store: VectorStore, name: str, vectors: dict[str, int], metadata: dict[str, Any]
+) -> CollectionInfo | None:
+    """The existing collection, or None once this call has created it. The store takes the
+    collection's lock to create it; a collection that another process created meanwhile is
+    opened like any other (the embedded store then says it is busy while that process runs)."""
+    info = store.get_collection(name)
+    if info is not None:
+        return info
+    try:
+        store.create_collection(name, vectors, metadata)
+    except CollectionExists:
+        info = store.get_collection(name)
+        if info is None:
+            raise
+        return info
+    return None
 
 
 def migrate(store: VectorStore, name: str) -> str:

@@ -88,6 +88,17 @@ class Conflict(UserError):
     http_status = 409
 
 
+class CollectionExists(Conflict):
+    """A collection of that name is already there (another process may have just created it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"collection {name!r} already exists; ingest into it, or drop it first "
+            f"(`pixseek collections drop {name}`)"
+        )
+        self.name = name
+
+
 class Misconfigured(PixseekError):
     """The server's configuration cannot serve this (wrong model for a collection, a model that
     cannot load): not the client's fault, and not transient (HTTP 503, exit 2)."""

@@ -10,6 +10,7 @@ process every EdgeStore shares the open shards, which are closed at exit.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 import qdrant_edge as qe
 from qdrant_client import models
 
-from pixseek.errors import CollectionNotFound, StoreBusy, UserError
+from pixseek.errors import CollectionExists, CollectionNotFound, StoreBusy, UserError
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     CollectionInfo,
@@ -120,10 +121,34 @@ class EdgeStore:
         metadata: dict[str, Any],
         storage: StorageOptions | None = None,
     ) -> CollectionInfo:
+        """Creation takes the collection's lock first: of two processes creating one new
+        collection, the loser gets a one-line busy error (it used to remove the winner's shard
+        while it was being created, as leftovers of an interrupted create)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.root / f".{check_collection_name(name)}.lock", os.O_CREAT | os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreBusy(
+                    f"collection {name!r} in {self.root} is being created by another pixseek "
+                    "process; wait for it to finish, then run again"
+                ) from None
+            return self._create_locked(name, vectors, metadata, storage)
+        finally:
+            os.close(handle)  # releases the lock
+
+    def _create_locked(
+        self,
+        name: str,
+        vectors: dict[str, int],
+        metadata: dict[str, Any],
+        storage: StorageOptions | None = None,
+    ) -> CollectionInfo:
         storage = (storage or StorageOptions()).validated()
         directory = self._dir(name)
         if (directory / META_FILE).is_file():
-            raise UserError(f"collection {name!r} already exists")
+            raise CollectionExists(name)
         shutil.rmtree(directory, ignore_errors=True)  # leftovers of an interrupted create
         config = qe.EdgeConfig(
             vectors={vec: _vector_params(size, storage) for vec, size in vectors.items()}

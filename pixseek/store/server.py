@@ -12,7 +12,13 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from pixseek.errors import CollectionNotFound, ServiceUnavailable, UserError
+from pixseek.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    ServiceUnavailable,
+    StoreBusy,
+    UserError,
+)
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     CollectionInfo,
@@ -47,7 +53,10 @@ class ServerStore:
     def __init__(self, url: str, api_key: str | None = None) -> None:
         self.url = url
         if url.startswith(LOCAL_PREFIX):
-            self.client = QdrantClient(path=url[len(LOCAL_PREFIX) :])
+            try:
+                self.client = QdrantClient(path=url[len(LOCAL_PREFIX) :])
+            except RuntimeError as exc:  # local mode: one process per folder
+                raise StoreBusy(f"{url} is open in another process: {exc}") from None
         else:
             self.client = QdrantClient(url=url, api_key=api_key, timeout=60)
         self._storage_cache: dict[str, StorageOptions] = {}
@@ -102,7 +111,7 @@ class ServerStore:
         storage = (storage or StorageOptions()).validated()
         check_collection_name(name)
         if self._call(self.client.collection_exists, name):
-            raise UserError(f"collection {name!r} already exists")
+            raise CollectionExists(name)
         self._call(
             self.client.create_collection,
             name,
