@@ -14,7 +14,7 @@ import click
 from pixseek.cli.collections import collections_command
 from pixseek.cli.config import config_command
 from pixseek.cli.duplicates import duplicates_command
-from pixseek.cli.evaluate import eval_command, eval_queries_command
+from pixseek.cli.evaluate import eval_command, eval_queries_command, eval_research_command
 from pixseek.cli.ingest import ingest_command
 from pixseek.cli.jobs import jobs_command
 from pixseek.cli.models import models_command
@@ -58,5 +58,6 @@ for command in (
     serve_command,
     eval_command,
     eval_queries_command,
+    eval_research_command,
 ):
     main.add_command(command)

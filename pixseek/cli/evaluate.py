@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -175,3 +176,132 @@ def prepare_coco_command(
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     count = write_queries(queries, Path(queries_out))
     click.echo(f"kept {len(rows)} images with <= {max_objects} objects; {count} queries")
+
+
+@click.command("eval-research")
+@click.option(
+    "--datasets",
+    "datasets_dir",
+    default="../shared/datasets",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder holding coco_mini/ and imagenette/.",
+)
+@click.option("--coco", "coco_dir", type=click.Path(file_okay=False), help="COCO image folder.")
+@click.option("--imagenette", "inet_dir", type=click.Path(file_okay=False), help="Imagenette.")
+@click.option(
+    "--coco-instances",
+    type=click.Path(exists=True, dir_okay=False),
+    help="COCO instances_val2017.json: count annotated objects (images under --coco/val2017).",
+)
+@click.option("--coco-captions", type=click.Path(exists=True, dir_okay=False))
+@click.option("--max-objects", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--only", type=click.Choice(["coco", "imagenette"]), help="Run one of the two datasets."
+)
+@click.option("--strategies", default="text,generated,text+mean,weighted,rrf", show_default=True)
+@click.option("--k", "ks", default="1,5,10,100", show_default=True)
+@click.option("--depth", default=1000, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--n-images", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("--alpha", default=0.5, show_default=True, help="Text share for `weighted`.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", "out_dir", default="research-out", show_default=True, type=click.Path())
+@click.option("--max-images", default=0, type=int, help="Dry runs: use only N images per dataset.")
+@click.option(
+    "--limit", "max_queries", default=0, type=int, help="Dry runs: N queries per dataset."
+)
+@click.option(
+    "--seconds-per-image",
+    type=click.FloatRange(min=0.0),
+    help="Your GPU's generation time per image, for the run-time estimate.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and the expected run time only.")
+@click.pass_context
+def eval_research_command(
+    ctx: click.Context,
+    datasets_dir: str,
+    coco_dir: str | None,
+    inet_dir: str | None,
+    coco_instances: str | None,
+    coco_captions: str | None,
+    max_objects: int,
+    only: str | None,
+    strategies: str,
+    ks: str,
+    depth: int,
+    n_images: int,
+    alpha: float,
+    seed: int,
+    out_dir: str,
+    max_images: int,
+    max_queries: int,
+    seconds_per_image: float | None,
+    dry_run: bool,
+) -> None:
+    """The research table in one go: text vs generated vs fused retrieval on COCO captions
+    (images with <= 3 objects) and on Imagenette classes.
+
+    Ingests both datasets into `research-coco` / `research-imagenette` (incremental), runs
+    `pixseek eval` on each, and writes OUT/research.md and research.json beside each
+    dataset's full report. Use real weights on a GPU machine for real answers.
+    """
+    from pixseek.evaluation import research
+    from pixseek.evaluation.runner import parse_ks, parse_strategies
+
+    chosen = parse_strategies(strategies)
+    cutoffs = parse_ks(ks)
+    out = Path(out_dir)
+    base = Path(datasets_dir)
+    datasets = []
+    if only in (None, "coco"):
+        datasets.append(
+            research.coco_dataset(
+                Path(coco_dir) if coco_dir else base / "coco_mini",
+                max_objects,
+                Path(coco_instances) if coco_instances else None,
+                Path(coco_captions) if coco_captions else None,
+                workdir=out,
+            )
+        )
+    if only in (None, "imagenette"):
+        datasets.append(
+            research.imagenette_dataset(Path(inet_dir) if inet_dir else base / "imagenette")
+        )
+    if max_images > 0 or max_queries > 0:
+        datasets = [research.shrink(d, max_images, max_queries, out / "subsets") for d in datasets]
+    planned = research.plan(
+        datasets, chosen, n_images, seconds_per_image or research.SECONDS_PER_IMAGE
+    )
+    click.echo(research.plan_text(planned))
+    if dry_run:
+        return
+    paths = research.run_research(
+        settings_from(ctx),
+        datasets,
+        chosen,
+        cutoffs,
+        out,
+        n_images=n_images,
+        depth=depth,
+        seed=seed,
+        alpha=alpha,
+        on_progress=_dataset_progress(),
+    )
+    click.echo(paths["table"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _dataset_progress():
+    if not sys.stderr.isatty():
+        return None
+    bars: dict[str, Any] = {}
+
+    def update(name: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = bars.setdefault(name, tqdm(total=total, unit="query", desc=name, file=sys.stderr))
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
