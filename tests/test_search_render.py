@@ -80,7 +80,7 @@ def test_json_lines_and_table():
     assert rows[0] == {
         "rank": 6,
         "id": "a",
-        "score": 0.123457,
+        "score": 0.123456789,  # full precision: never rounded in JSON
         "source": "x/1.jpg",
         "payload": hits[0].payload,
     }
