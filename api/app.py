@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -29,6 +30,8 @@ from pixseek.api.images import Images
 from pixseek.api.indexer import BackgroundIndexer, IndexedStore
 from pixseek.api.ingest_jobs import IngestJobs
 from pixseek.api.jobs import JobBackend, job_backend
+from pixseek.api.limits import RequestGuard
+from pixseek.api.ratelimit import RateLimit
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -185,11 +188,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.local_secret = None
     app.state.claim = None
     errors.install(app)
+    app.add_middleware(RequestGuard, settings=settings)  # JSON shape, body timeouts
     app.add_middleware(
         LimitsAndHeaders,
         limit=settings.api_max_upload_bytes,
         upload_limit=settings.ingest_max_upload_bytes,
     )
+    if settings.api_rate_limit > 0:
+        app.add_middleware(RateLimit, per_minute=settings.api_rate_limit, api_key=settings.api_key)
+    if settings.api_cors_origins:  # outermost: preflights are answered before the key check
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api_cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+            max_age=600,
+        )
 
     app.include_router(routes_search.public)
     secured = [Depends(require_key)]

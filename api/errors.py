@@ -59,21 +59,31 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "API key missing or wrong (when PIXSEEK_API_KEY is set)",
     },
     404: {"model": ErrorOut, "description": "Not found"},
-    413: {"model": ErrorOut, "description": "Request body too large"},
+    408: {"model": ErrorOut, "description": "The request body stalled or arrived too slowly"},
+    413: {"model": ErrorOut, "description": "Request too large: body, JSON shape, filter, pixels"},
     422: {"model": ErrorOut, "description": "Invalid input; the message says what to fix"},
+    429: {"model": ErrorOut, "description": "Over PIXSEEK_API_RATE_LIMIT (when set)"},
     503: {"model": ErrorOut, "description": "Store or broker unavailable"},
 }
+
+
+def _public(request: Request, message: str) -> str:
+    """The line without absolute server paths (unless PIXSEEK_API_SHOW_PATHS is on)."""
+    from pixseek.api.paths import redact
+
+    svc = getattr(request.app.state, "pixseek", None)
+    return redact(message, svc.settings) if svc is not None else message
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.headers)
+        return error_response(exc.status, _public(request, exc.message), exc.headers)
 
     @app.exception_handler(PixseekError)
     async def pixseek_error(request: Request, exc: PixseekError) -> JSONResponse:
         # The error class carries its status; the message may have an HTTP wording.
-        return error_response(exc.http_status, exc.api_message)
+        return error_response(exc.http_status, _public(request, exc.api_message))
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

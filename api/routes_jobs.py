@@ -11,12 +11,15 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pixseek.api.app import Services, services
 from pixseek.api.errors import ApiError, ErrorOut, NotFound
+from pixseek.api.limits import filter_limits
+from pixseek.api.paths import public_generated, redact
 from pixseek.api.routes_search import hit_out
 from pixseek.api.schemas import JobBody, JobOut, JobResultOut
 from pixseek.search.filters import compile_filters
 from pixseek.worker.records import JobState, JobStatus
 from pixseek.worker.spec import JobSpec
 
+from pixseek.config import Settings
 from pixseek.errors import CollectionNotFound
 from pixseek.store.base import check_collection_name
 
@@ -36,15 +39,16 @@ def _base(request: Request) -> str:
     return request.scope.get("root_path", "")
 
 
-def job_out(base: str, status: JobStatus) -> JobOut:
+def job_out(base: str, status: JobStatus, settings: Settings | None = None) -> JobOut:
     done = status.state == JobState.SUCCESS
+    shown = (lambda text: redact(text, settings)) if settings is not None else (lambda text: text)
     return JobOut(
         job_id=status.job_id,
         state=status.state,
-        status=status.describe(),
+        status=shown(status.describe()),
         finished=status.finished,
         progress=status.meta or {},
-        error=status.error,
+        error=shown(status.error) if status.error else None,
         result_url=f"{base}/jobs/{status.job_id}/result" if done else None,
     )
 
@@ -57,11 +61,12 @@ def submit(request: Request, body: JobBody) -> JSONResponse:
     if body.filter is not None:
         data["where"] = [*body.where, json.dumps(body.filter)]
     spec = JobSpec.from_dict(data)
-    compile_filters(spec.where, "where")  # bad input is refused before any GPU time is spent
+    # Bad input is refused before any GPU time is spent; the API's bounds apply here too.
+    compile_filters(spec.where, "where", filter_limits(svc.settings))
     if svc.store.get_collection(check_collection_name(spec.collection)) is None:
         raise CollectionNotFound(spec.collection)
     job_id = svc.jobs.submit(spec)
-    out = job_out(_base(request), svc.jobs.status(job_id))
+    out = job_out(_base(request), svc.jobs.status(job_id), svc.settings)
     return JSONResponse(
         out.model_dump(), status_code=202, headers={"Location": f"{_base(request)}/jobs/{job_id}"}
     )
@@ -71,7 +76,7 @@ def submit(request: Request, body: JobBody) -> JSONResponse:
 def status(request: Request, job_id: str = JobParam) -> JobOut:
     """State and progress: QUEUED ... GENERATING (done/total, step/steps) ... SUCCESS."""
     svc = services(request)
-    return job_out(_base(request), svc.jobs.status(check_job_id(job_id)))
+    return job_out(_base(request), svc.jobs.status(check_job_id(job_id)), svc.settings)
 
 
 def _finished_result(svc: Services, job_id: str) -> dict[str, Any]:
@@ -92,11 +97,14 @@ def result(request: Request, job_id: str = JobParam) -> dict[str, Any]:
     found = _finished_result(svc, job_id)
     base, collection = _base(request), found.get("collection", "")
     job_url = f"{base}/jobs/{found.get('job_id', job_id)}"
+    show = svc.settings.api_show_paths
     generated = [
-        {**record, "url": f"{job_url}/images/{index}"}
+        {**public_generated(record, show), "url": f"{job_url}/images/{index}"}
         for index, record in enumerate(found.get("generated") or [])
     ]
-    hits = [hit_out(base, collection, hit.get("rank", 0), hit) for hit in found.get("hits") or []]
+    hits = [
+        hit_out(base, collection, hit.get("rank", 0), hit, show) for hit in found.get("hits") or []
+    ]
     return {**found, "generated": generated, "hits": [h.model_dump() for h in hits]}
 
 
@@ -141,4 +149,4 @@ def _inside_cache(svc: Services, recorded: Any) -> FilePath | None:
 def cancel(request: Request, job_id: str = JobParam) -> JobOut:
     """Cancel a job: at once when queued, within one denoising step when running."""
     svc = services(request)
-    return job_out(_base(request), svc.jobs.cancel(check_job_id(job_id)))
+    return job_out(_base(request), svc.jobs.cancel(check_job_id(job_id)), svc.settings)

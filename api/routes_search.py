@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from pixseek.api.app import Services, services
 from pixseek.api.errors import ApiError, ErrorOut
 from pixseek.api.images import ImageBytes
+from pixseek.api.limits import filter_limits
+from pixseek.api.paths import public_payload, redact
 from pixseek.api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody, SearchOut
 from pixseek.api.uploads import SearchInput, read_search
 from pixseek.search.engine import check_model, run_search
-from pixseek.search.filters import compile_filters, parse_where
+from pixseek.search.filters import check_conditions, compile_filters, parse_where
 from pixseek.search.query import Composed, QuerySpec, build_query
 from pixseek.search.render import hit_record
 from pixseek.search.text_encoder import QueryEncoder, query_encoder
@@ -51,8 +53,10 @@ def health(request: Request) -> JSONResponse:
     try:
         store.update(ok=True, collections=len(svc.store.list_collections()))
     except Exception as exc:  # any failure here is what /health is for
-        store.update(ok=False, detail=first_line(exc))
+        store.update(ok=False, detail=redact(first_line(exc), settings))
     jobs = svc.jobs.health()
+    if isinstance(jobs.get("detail"), str):
+        jobs["detail"] = redact(jobs["detail"], settings)
     if jobs["mode"] == "broker" and not settings.qdrant_url:
         jobs["warning"] = (
             "jobs run on workers but the store is embedded (one process only): "
@@ -142,7 +146,7 @@ async def search(request: Request) -> SearchOut:
     Scores are cosine similarities; results come with image and thumbnail URLs.
     """
     svc = services(request)
-    given = await read_search(request, svc.settings.max_image_pixels)
+    given = await read_search(request, svc.settings)
     try:
         return await run_in_threadpool(_search, svc, given, request.scope.get("root_path", ""))
     finally:
@@ -164,12 +168,16 @@ def ensure_model(encoder: QueryEncoder) -> None:
 def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
     body = given.body
     check_collection_name(body.collection)
+    given.check_text(svc.settings)
     spec = build_query(given.query_input())
+    given.check_size(spec, svc.settings)
     given.check_terms(spec)
-    flt = compile_filters(body.where, "where")
+    limits = filter_limits(svc.settings)
+    flt = compile_filters(body.where, "where", limits)
     if body.filter is not None:
-        raw = parse_where(json.dumps(body.filter), "filter")
+        raw = parse_where(json.dumps(body.filter), "filter", limits)
         flt = raw if flt is None else models.Filter(must=[flt, raw])
+        check_conditions(flt, limits, "where and filter")
     info = svc.store.get_collection(body.collection)
     if info is None:
         raise CollectionNotFound(body.collection)
@@ -198,11 +206,17 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
         limit=body.limit,
         offset=body.offset,
         next_offset=body.offset + len(hits) if more else None,
-        hits=[hit_out(base, body.collection, body.offset + i + 1, h) for i, h in enumerate(hits)],
+        hits=[
+            hit_out(base, body.collection, body.offset + i + 1, h, svc.settings.api_show_paths)
+            for i, h in enumerate(hits)
+        ],
     )
 
 
-def hit_out(base: str, collection: str, rank: int, hit: Hit | dict[str, Any]) -> HitOut:
+def hit_out(
+    base: str, collection: str, rank: int, hit: Hit | dict[str, Any], show_paths: bool = False
+) -> HitOut:
+    """A hit as clients see it: `payload.root` is the root's name unless show_paths."""
     record = hit_record(rank, hit) if isinstance(hit, Hit) else hit  # a job result's hit
     url = f"{base}/images/{collection}/{record['id']}"
     return HitOut(
@@ -210,7 +224,7 @@ def hit_out(base: str, collection: str, rank: int, hit: Hit | dict[str, Any]) ->
         id=record["id"],
         score=record["score"],
         source=record.get("source"),
-        payload=record.get("payload") or {},
+        payload=public_payload(record.get("payload") or {}, show_paths),
         group_size=record.get("group_size"),
         image_url=url,
         thumbnail_url=f"{url}/thumbnail",

@@ -13,7 +13,7 @@ MAX_UPLOADS = 8  # example images per search
 MAX_OFFSET = 10_000
 MAX_TERMS = 32
 MAX_FILTERS = 16
-MAX_TEXT = 1000
+MAX_TEXT = 10_000  # hard ceiling; PIXSEEK_API_MAX_QUERY_CHARS (default 1000) applies
 MAX_FILTER_TEXT = 4000
 FusionName = Literal[FUSIONS]  # type: ignore[valid-type]
 

@@ -111,6 +111,10 @@ class Settings:
     max_image_pixels: int = 178_956_970
     # Ingest: decoding threads feeding the model.
     decode_workers: int = 2
+    # OCR (ingest/ocr.py): images read in parallel (one ONNX thread each), and the longest side
+    # an image is scaled down to before text detection.
+    ocr_workers: int = 2
+    ocr_max_side: int = 1600
     # CLIP image inference (pixseek.models.accel). backend: auto | eager | jit | compile | onnx;
     # precision: auto | fp32 | fp16 | bf16 | int8. auto = the measured fastest setting that keeps
     # embeddings within 0.99 cosine of fp32: onnx int8 on CPU (checked against fp32 on the first

@@ -109,13 +109,13 @@ def test_health_collections_and_openapi(client):
     assert health["jobs"]["mode"] == "in-process" and health["jobs"]["ok"] is True
     assert health["model"]["clip"].startswith("local-dir:")
     [coco] = ok(client.get("/collections"))
-    assert coco["name"] == "coco" and coco["points"] == 239 and coco["vectors"] == {"clip": 32}
+    assert coco["name"] == "coco" and coco["points"] == 239 and coco["vectors"]["clip"] == 32
     assert ok(client.get("/collections/coco")) == coco
     error(client.get("/collections/nope"), 404)
     error(client.get("/collections/bad name!"), 422)
     spec = ok(client.get("/openapi.json"))
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {
+    assert set(spec["paths"]) >= {  # ingest and duplicates routes are tested with their stages
         "/health",
         "/collections",
         "/collections/{collection}",

@@ -213,6 +213,12 @@ def _requests(point_id: str) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/jobs/{job_id}/result", f"/jobs/{job}/result", {}),
         ("GET", "/jobs/{job_id}/images/{index}", f"/jobs/{job}/images/0", {}),
         ("DELETE", "/jobs/{job_id}", f"/jobs/{job}", {}),
+        ("POST", "/ingest", "/ingest", {"json": {"paths": ["/srv"], "collection": "coco"}}),
+        ("POST", "/ingest/upload", "/ingest/upload", {}),
+        ("GET", "/ingest/{job_id}", f"/ingest/{job}", {}),
+        ("GET", "/ingest/{job_id}/result", f"/ingest/{job}/result", {}),
+        ("DELETE", "/ingest/{job_id}", f"/ingest/{job}", {}),
+        ("GET", "/collections/{collection}/duplicates", "/collections/coco/duplicates", {}),
     ]
 
 
@@ -273,7 +279,7 @@ def test_upload_size_limits(limited):
     assert "larger than 50000 bytes" in error(streamed, 413)
     small = _jpeg((40, 40))
     too_many = [("images", (f"{i}.jpg", small, "image/jpeg")) for i in range(9)]
-    assert error(limited.post("/search", data=_query(), files=too_many), 400)
+    assert "the limit is 8" in error(limited.post("/search", data=_query(), files=too_many), 413)
     assert ok(limited.post("/search", data=_query(limit=2), files={"images": ("s.jpg", small)}))
 
 
