@@ -20,6 +20,7 @@ share forward passes (search.text_batcher).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -229,9 +230,11 @@ def query_encoder(settings: Settings) -> QueryEncoder:
             cache = None
             if settings.query_cache_entries > 0:
                 cache = QueryCache(settings.cache_dir / FILE_NAME, settings.query_cache_entries)
+            from pixseek.models.families import prompt_templates
+
             encoder = QueryEncoder(
                 load,
-                settings.prompt_templates,
+                prompt_templates(settings.clip_model, settings.prompt_templates),
                 load_text=None if backend == "torch" else load_text,
                 disk_cache=cache,
                 batch_max=settings.text_batch_max,
@@ -239,6 +242,26 @@ def query_encoder(settings: Settings) -> QueryEncoder:
             )
             _encoders[key] = encoder
         return encoder
+
+
+def warm_text_model(settings: Settings) -> None:
+    """Start loading the text model in a thread: the CLI overlaps it with importing the store.
+
+    ONNX Runtime releases the GIL while it reads the graph, so this runs in parallel with the
+    store's imports; an error is raised again where the text model is first used.
+    """
+    encoder = query_encoder(settings)
+
+    def load() -> None:
+        from pixseek.models.text_tower import OnnxTextTower
+
+        with contextlib.suppress(Exception):  # raised again in the caller's thread
+            model = encoder.text_model
+            if isinstance(model, OnnxTextTower):
+                model.prepare()
+
+    if encoder._text is None:
+        threading.Thread(target=load, name="pixseek-text-warm-up").start()
 
 
 def _text_model(settings: Settings, backend: str, load: Callable[[], Embedder]) -> TextModel | None:
@@ -251,8 +274,18 @@ def _text_model(settings: Settings, backend: str, load: Callable[[], Embedder]) 
         return tower
     import logging
 
+    from pixseek.models.families import detect
     from pixseek.models.text_export import export_text_tower, try_export
 
+    family = detect(settings.clip_model)
+    if not family.torch_free_text and backend != "onnx":
+        logging.getLogger("pixseek.text_export").info(
+            "%s model: its text tower has no torch-free path (%s tokenizer); text queries run "
+            "on torch",
+            family.title,
+            family.tokenizer,
+        )
+        return None
     logging.getLogger("pixseek.text_export").info(
         "exporting the CLIP text tower to ONNX once, so later text searches start without torch"
     )

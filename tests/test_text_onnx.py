@@ -320,6 +320,10 @@ def test_text_search_imports_neither_torch_nor_open_clip(cli, pixseek_env, tmp_p
     monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     monkeypatch.setenv("PIXSEEK_QUERY_CACHE_ENTRIES", "0")
     code, out, _ = cli("search", "two cats asleep", "-c", "photos", "--json", "-w", "width>=10")
-    by_torch = json_lines(out)  # torch and ONNX agree on the ranking and the scores
-    assert [r["id"] for r in by_torch] == [r["id"] for r in other]
+    by_torch = json_lines(out)  # torch and ONNX agree on the scores and the ranking
     assert np.allclose([r["score"] for r in by_torch], [r["score"] for r in other], atol=1e-4)
+    scores = [r["score"] for r in other]
+    for i, (a, b) in enumerate(zip(by_torch, other, strict=True)):
+        gaps = [abs(scores[i] - scores[j]) for j in (i - 1, i + 1) if 0 <= j < len(scores)]
+        if min(gaps) > 2e-4:  # ranks closer than float noise may swap
+            assert a["id"] == b["id"], i

@@ -99,6 +99,21 @@ class SearchCommand(click.Command):
     type=click.Choice(["near"]),
     help="One result per near-duplicate group (perceptual hash), with the group's size.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "dense", "keyword", "hybrid"]),
+    default="auto",
+    show_default=True,
+    help="dense: CLIP; keyword: BM25 over OCR text, captions, labels and file names; hybrid: "
+    "both fused in one query; auto: hybrid for plain text on collections with OCR text.",
+)
+@click.option(
+    "--hybrid-fusion",
+    type=click.Choice(["rrf", "dbsf"]),
+    default="rrf",
+    show_default=True,
+    help="How hybrid mode fuses the two rankings: reciprocal rank or distribution-based.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @click.option(
     "--html",
@@ -130,6 +145,8 @@ def search_command(
     threshold: float | None,
     no_ensemble: bool,
     collapse: str | None,
+    mode: str,
+    hybrid_fusion: str,
     as_json: bool,
     html_path: str | None,
     generate: bool = False,
@@ -142,8 +159,13 @@ def search_command(
       2:dog -:grass           weight 2 for dog, push away from grass
       ./cat.jpg  -./dog.jpg   image files (relative paths start with ./)
     Composed: --image ref.jpg --modify 'at night' [--modify-weight 0.5]
-    Scores are cosine similarities to the query.
+    Text in images: 'ocr:"exit 12"' or 'text:"exit 12"' (keyword terms).
+    Scores are cosine similarities to the query (dense mode).
     """
+    if (query or modify) and not generate:  # open the text model while the store loads
+        from pixseek.search.text_encoder import warm_text_model
+
+        warm_text_model(settings_from(ctx))
     from pixseek.search.engine import run_search
     from pixseek.search.filters import compile_filters
     from pixseek.search.query import QueryInput, build_query
@@ -192,6 +214,8 @@ def search_command(
         threshold=threshold,
         max_pixels=settings.max_image_pixels,
         collapse=collapse,
+        mode=mode,
+        fusion=hybrid_fusion,
     )
     _print(hits, offset, as_json)
     if html_path:
