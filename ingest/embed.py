@@ -27,9 +27,11 @@ from pixseek.ingest.plan import Fetch, Keep, Plan, Reject, point_id_for
 from pixseek.ingest.state import CollectionState
 
 from pixseek.decode import ImageRejected, decode_image
+from pixseek.keywords import with_keywords
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.phash import PHASH_VECTOR, hash_vector, phash, to_hex
 from pixseek.store import PointRecord, VectorStore
+from pixseek.store.base import TEXT_VECTOR
 
 _DONE = object()
 
@@ -170,7 +172,9 @@ def embed_and_write(
     `outcome.copies` for the finish step (their source may be in a batch not yet written)."""
     outcome = EmbedOutcome()
     model_size = embedders.clip.image_size
-    hashes = PHASH_VECTOR in getattr(store.get_collection(collection), "vectors", {})
+    info = store.get_collection(collection)
+    hashes = PHASH_VECTOR in getattr(info, "vectors", {})
+    keywords = TEXT_VECTOR in getattr(info, "sparse_vectors", [])  # the keyword index
 
     def decode(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         decoded = decode_image(data, max_pixels, model_size)
@@ -210,6 +214,8 @@ def embed_and_write(
             )
             for row, (hashed, _, extra) in enumerate(batch)
         ]
+        if keywords:
+            points = [with_keywords(point) for point in points]
         writer.submit(lambda pts=points: store.upsert(collection, pts))
         for hashed, _, _ in batch:
             outcome.stored.add(hashed.point_id)

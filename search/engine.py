@@ -201,9 +201,12 @@ def run_search(
     threshold: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     collapse: str | None = None,
+    mode: str = "auto",
+    fusion: str = "rrf",
 ) -> list[Hit]:
     """Search `collection`; scores are cosine similarities to the query, best first.
     `collapse="near"` returns one hit per near-duplicate group (search/collapse.py).
+    `mode` keyword/hybrid/auto: BM25 and fused rankings (search/keyword.py; other scores).
 
     `encoder` may be None for queries made only of stored points (--like).
     """
@@ -214,7 +217,11 @@ def run_search(
     info = store.get_collection(collection)
     if info is None:
         raise CollectionNotFound(collection)
-    planned = plan_search(store, encoder, info, spec, filter, max_pixels)
+    from pixseek.search.keyword import plan_with_mode  # imports this module
+
+    planned = plan_with_mode(
+        store, encoder, info, spec, filter, max_pixels, mode, fusion, threshold
+    )
     if collapse is not None:
         from pixseek.search.collapse import check_collapse
 

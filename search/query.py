@@ -25,7 +25,11 @@ from typing import Literal
 
 from pixseek.errors import InputError, UserError
 
-TermKind = Literal["text", "image", "point"]
+TermKind = Literal["text", "image", "point", "ocr", "keyword"]
+# `ocr:"exit 12"` (words in the image's OCR text) and `text:"..."` (the whole keyword index:
+# OCR text, captions, labels, file name): BM25 keyword terms, searched by search/keyword.py.
+KEYWORD_PREFIXES: dict[str, TermKind] = {"ocr:": "ocr", "text:": "keyword"}
+KEYWORD_KINDS = frozenset(KEYWORD_PREFIXES.values())
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp")
 _PATH_STARTS = ("./", "../", "/", "~/", ".\\", "..\\")
 # `[sign][weight]:rest`, with at least a sign or a weight before the colon.
@@ -47,6 +51,8 @@ class Term:
 
     def describe(self) -> str:
         shown = self.value if self.kind == "text" else f"{self.kind}:{self.value}"
+        if self.kind in KEYWORD_KINDS:
+            shown = f'{"ocr" if self.kind == "ocr" else "text"}:"{self.value}"'
         if self.weight == 1.0:
             return shown
         if self.weight == -1.0:
@@ -92,6 +98,10 @@ class QuerySpec:
     def has_positive(self) -> bool:
         return any(term.weight > 0 for term in self.terms)
 
+    @property
+    def keyword_terms(self) -> list[Term]:
+        return [t for t in self.terms if isinstance(t, Term) and t.kind in KEYWORD_KINDS]
+
 
 def looks_like_image(text: str) -> bool:
     """rclip's rule (relative paths start with ./) plus: anything ending in an image extension."""
@@ -126,9 +136,15 @@ def parse_terms(tokens: Sequence[str]) -> list[Term]:
             terms.append(Term("text", " ".join(words), words_sign))
             words.clear()
 
-    for raw in tokens:
+    for raw in _join_quoted(tokens):
         token = raw.strip()
         if not token:
+            continue
+        keyword = _keyword_term(token)
+        if keyword is not None:
+            flush_words()
+            terms.append(Term(keyword[0], keyword[1], sign or 1.0))
+            sign = None
             continue
         if token in ("+", "-"):
             flush_words()
@@ -154,6 +170,33 @@ def parse_terms(tokens: Sequence[str]) -> list[Term]:
     if sign is not None:
         raise UserError("the query ends with '+' or '-'; put a term after it")
     return terms
+
+
+def _join_quoted(tokens: Sequence[str]) -> list[str]:
+    """`ocr:"exit`, `12"` (a whitespace-split query) -> `ocr:"exit 12"`."""
+    joined: list[str] = []
+    open_quote = False
+    for token in tokens:
+        if open_quote:
+            joined[-1] += " " + token
+            open_quote = not token.endswith('"')
+            continue
+        joined.append(token)
+        for prefix in KEYWORD_PREFIXES:
+            rest = token.strip()[len(prefix) :]
+            if token.strip().lower().startswith(prefix) and rest.startswith('"'):
+                open_quote = len(rest) == 1 or not rest.endswith('"')
+    return joined
+
+
+def _keyword_term(token: str) -> tuple[TermKind, str] | None:
+    for prefix, kind in KEYWORD_PREFIXES.items():
+        if token.lower().startswith(prefix):
+            text = token[len(prefix) :].strip().strip('"').strip()
+            if not text:
+                raise UserError(f'{prefix} needs words, e.g. {prefix}"exit 12"')
+            return kind, text
+    return None
 
 
 def _canonical_id(value: str) -> str:

@@ -14,6 +14,7 @@ import click
 from pixseek.cli.collections import collections_command
 from pixseek.cli.config import config_command
 from pixseek.cli.duplicates import duplicates_command
+from pixseek.cli.enrich import enrich_command
 from pixseek.cli.evaluate import eval_command, eval_queries_command, eval_research_command
 from pixseek.cli.ingest import ingest_command
 from pixseek.cli.jobs import jobs_command
@@ -52,6 +53,7 @@ for command in (
     collections_command,
     config_command,
     duplicates_command,
+    enrich_command,
     models_command,
     jobs_command,
     worker_command,

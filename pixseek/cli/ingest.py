@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 @click.option(
     "--hnsw-ef-construct", type=click.IntRange(4, 4096), help="New collection: HNSW build breadth."
 )
+@click.option(
+    "--ocr",
+    is_flag=True,
+    help="Also read the text in the images (after embedding, in its own threads) and index it "
+    "for keyword and hybrid search; same as `pixseek enrich ocr` afterwards.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest_command(
@@ -54,6 +60,7 @@ def ingest_command(
     on_disk: bool | None,
     hnsw_m: int | None,
     hnsw_ef_construct: int | None,
+    ocr: bool,
     as_json: bool,
 ) -> None:
     """Embed the images under PATHS (folders, images, tar or zip archives) into a collection.
@@ -88,12 +95,26 @@ def ingest_command(
         check_storage_request(store.get_collection(collection), storage)
         store = CreateWith(store, storage)
     embedders = load_image_embedders(settings)
+    if ocr:  # a missing OCR package fails here, before anything is written
+        from pixseek.ingest.ocr import ocr_engine
+
+        ocr_engine(threads=1, max_side=settings.ocr_max_side)
     summary = run_ingest(store, embedders, list(paths), options, _progress_reporter())
+    enriched = None
+    if ocr:
+        from pixseek.cli.enrich import enrich_ocr, print_summary
+
+        enriched = enrich_ocr(store, settings, collection)
     store.close()
     if as_json:
-        click.echo(json.dumps(summary.as_dict()))
+        record = summary.as_dict()
+        if enriched is not None:
+            record["ocr"] = enriched.as_dict()
+        click.echo(json.dumps(record))
     else:
         _print_summary(summary)
+        if enriched is not None:
+            print_summary(enriched, False)
 
 
 def _progress_reporter():

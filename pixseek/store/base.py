@@ -79,6 +79,8 @@ class CollectionInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     storage: StorageOptions = field(default_factory=StorageOptions)
     sparse_vectors: list[str] = field(default_factory=list)  # e.g. ["text"]: keyword index
+    index_pending: bool = False  # an index build was interrupted: the next ingest resumes it
+    error: str | None = None  # set by list_collections for a collection that cannot be opened
 
 
 @dataclass
@@ -236,7 +238,10 @@ def is_point_id(value: str) -> bool:
 
 def stored_point(record: Any, with_vectors: bool) -> StoredPoint:
     """Convert a Qdrant record (Edge or client: both expose id, payload, vector)."""
-    vectors: dict[str, list[float]] = {}
+    vectors: dict[str, Any] = {}
     if with_vectors and isinstance(record.vector, dict):
-        vectors = {k: list(v) for k, v in record.vector.items()}
+        vectors = {
+            k: SparseVector(list(v.indices), list(v.values)) if hasattr(v, "indices") else list(v)
+            for k, v in record.vector.items()
+        }
     return StoredPoint(id=str(record.id), payload=record.payload or {}, vectors=vectors)

@@ -22,9 +22,18 @@ from typing import Any
 import qdrant_edge as qe
 from qdrant_client import models
 
-from pixseek.errors import CollectionExists, CollectionNotFound, StoreBusy, UserError
+from pixseek.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    PixseekError,
+    StoreBusy,
+    StoreCorrupt,
+    first_line,
+)
+from pixseek.store import integrity
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
+    TEXT_VECTOR,
     CollectionInfo,
     Hit,
     IndexStatus,
@@ -33,6 +42,7 @@ from pixseek.store.base import (
     RankFusion,
     Recommend,
     SearchRequest,
+    SparseVector,
     StoredPoint,
     as_list,
     check_collection_name,
@@ -57,14 +67,33 @@ _open_lock = threading.RLock()
 
 @atexit.register
 def _close_all() -> None:
+    close_shards()
+
+
+def close_shards(root: Path | None = None) -> None:
+    """Flush and close the open shards (under `root`), sealing each collection
+    (pixseek/store/integrity.py); at exit for all of them."""
     with _open_lock:
-        for shard in _open_shards.values():
+        for path in [p for p in _open_shards if root is None or p.is_relative_to(root)]:
+            shard = _open_shards.pop(path)
             try:
                 shard.flush()
+                points = shard.info().points_count
                 shard.close()
+                _seal(path, integrity.seal_record(path, points))
             except Exception:  # closing at exit must never raise
                 pass
-        _open_shards.clear()
+
+
+def _seal(shard_path: Path, seal: dict[str, Any] | None, last_points: int | None = None) -> None:
+    meta_path = shard_path.parent / META_FILE
+    record = json.loads(meta_path.read_text())
+    record[integrity.SEAL_KEY] = seal
+    if last_points is not None:  # what the last clean close recorded: repair counts losses
+        record[integrity.LAST_POINTS_KEY] = last_points
+    tmp = meta_path.with_name(META_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, meta_path)
 
 
 class EdgeStore:
@@ -82,6 +111,8 @@ class EdgeStore:
             return json.loads((self._dir(name) / META_FILE).read_text())
         except FileNotFoundError:
             return None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise integrity.corrupt(name, f"{META_FILE} is not valid JSON ({exc})") from None
 
     def list_collections(self) -> list[CollectionInfo]:
         if not self.root.is_dir():
@@ -89,7 +120,10 @@ class EdgeStore:
         infos = []
         for entry in sorted(self.root.iterdir()):
             if (entry / META_FILE).is_file():
-                info = self.get_collection(entry.name)
+                try:
+                    info = self.get_collection(entry.name)
+                except PixseekError as exc:  # one damaged or busy collection hides no other
+                    info = CollectionInfo(entry.name, 0, {}, error=exc.message)
                 if info is not None:
                     infos.append(info)
         return infos
@@ -105,6 +139,8 @@ class EdgeStore:
             vectors={k: int(v) for k, v in meta["vectors"].items()},
             metadata=meta.get("metadata", {}),
             storage=StorageOptions.from_dict(meta.get("storage")),
+            sparse_vectors=list(meta.get("sparse", [])),
+            index_pending=meta.get("index_build") == "running",
         )
 
     def _storage(self, name: str) -> StorageOptions:
@@ -151,7 +187,8 @@ class EdgeStore:
             raise CollectionExists(name)
         shutil.rmtree(directory, ignore_errors=True)  # leftovers of an interrupted create
         config = qe.EdgeConfig(
-            vectors={vec: _vector_params(size, storage) for vec, size in vectors.items()}
+            vectors={vec: _vector_params(size, storage) for vec, size in vectors.items()},
+            sparse_vectors={TEXT_VECTOR: _sparse_params()},
         )
         directory.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(directory / "shard"), config)
@@ -161,12 +198,22 @@ class EdgeStore:
         with _open_lock:
             _open_shards[directory / "shard"] = shard
         tmp = directory / (META_FILE + ".tmp")
-        record = {"vectors": vectors, "metadata": metadata, "storage": storage.as_dict()}
+        record = {
+            "vectors": vectors,
+            "sparse": [TEXT_VECTOR],
+            "metadata": metadata,
+            "storage": storage.as_dict(),
+        }
         tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, directory / META_FILE)
         self._storage_cache[name] = storage
         return CollectionInfo(
-            name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
+            name=name,
+            points=0,
+            vectors=dict(vectors),
+            metadata=metadata,
+            storage=storage,
+            sparse_vectors=[TEXT_VECTOR],
         )
 
     def update_metadata(self, name: str, metadata: dict[str, Any]) -> None:
@@ -200,21 +247,38 @@ class EdgeStore:
         with _open_lock:
             shard = _open_shards.get(directory / "shard")
             if shard is not None:
-                return shard
-            if not (directory / META_FILE).is_file():
+                return integrity.GuardedShard(shard, name, directory)
+            meta = self._read_meta(name)
+            if meta is None:
                 raise CollectionNotFound(name)
+            seal = meta.get(integrity.SEAL_KEY)
+            if seal:
+                integrity.verify_files(name, directory / "shard", seal)
             try:
                 shard = qe.EdgeShard.load(str(directory / "shard"))
             except Exception as exc:
+                if integrity.is_disk_full(exc):
+                    raise integrity.disk_full(directory, exc) from None
                 if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
                     raise StoreBusy(
                         f"collection {name!r} in {self.root} is open in another pixseek process; "
                         "wait for it to finish, or use a Qdrant server (PIXSEEK_QDRANT_URL) "
                         "for concurrent access"
                     ) from None
-                raise UserError(f"cannot open collection {name!r} at {directory}: {exc}") from None
+                raise integrity.corrupt(
+                    name, f"Qdrant Edge cannot open it ({first_line(exc)})"
+                ) from None
+            integrity.remove_orphans(directory / "shard")
+            if seal:
+                try:
+                    integrity.verify_count(name, seal, shard.info().points_count)
+                except StoreCorrupt:
+                    shard.close()
+                    raise
             _open_shards[directory / "shard"] = shard
-            return shard
+            if seal:  # unsealed while open: a crash now must not look like damage later
+                _seal(directory / "shard", None, seal.get("points"))
+            return integrity.GuardedShard(shard, name, directory)
 
     # -- points ------------------------------------------------------------------------------
 
@@ -224,7 +288,7 @@ class EdgeStore:
         edge_points = [
             qe.Point(
                 id=point.id,
-                vector={vec: as_list(values) for vec, values in point.vectors.items()},
+                vector={vec: _vec(values) for vec, values in point.vectors.items()},
                 payload=point.payload,
             )
             for point in points
@@ -284,10 +348,10 @@ class EdgeStore:
             prefetches = [
                 qe.Prefetch(
                     limit=max(plan.candidates, request.limit + request.offset),
-                    query=qe.Query.Nearest(as_list(s.vector), using=s.using),
+                    query=qe.Query.Nearest(_vec(s.vector), using=s.using),
                     filter=edge_filter,
                     score_threshold=request.threshold,
-                    params=params,
+                    params=None if isinstance(s.vector, SparseVector) else params,
                 )
                 for s in plan.searches
             ]
@@ -295,7 +359,7 @@ class EdgeStore:
                 limit=request.limit,
                 offset=request.offset,
                 prefetches=prefetches,
-                query=qe.Fusion.Rrf(k=plan.k, weights=plan.weights),
+                query=_fusion(plan),
                 with_payload=True,
             )
         else:
@@ -306,7 +370,7 @@ class EdgeStore:
                 filter=edge_filter,
                 score_threshold=request.threshold,
                 with_payload=True,
-                params=params,
+                params=None if _is_sparse(plan) else params,
             )
         return [
             Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
@@ -315,10 +379,14 @@ class EdgeStore:
 
     def optimize(self, name: str) -> IndexStatus:
         # Edge has no background optimizer: without this, every segment is searched exactly
-        # (12 ms at 100k points here, 4 ms once indexed; bench/results/search.md).
+        # (bench/results/search.md has the cost at 100k points, before and after).
         shard = self._shard(name)
+        meta = self._read_meta(name) or {}
+        self._write_meta(name, {**meta, "index_build": "running"})  # resumed if interrupted
         changed = bool(shard.optimize())
         shard.flush()
+        meta = self._read_meta(name) or {}
+        self._write_meta(name, {k: v for k, v in meta.items() if k != "index_build"})
         info = shard.info()
         return IndexStatus(
             info.points_count, info.indexed_vectors_count, info.segments_count, changed
@@ -346,6 +414,56 @@ class EdgeStore:
             os.replace(built, live)
             _open_shards[live] = qe.EdgeShard.load(str(live))
         shutil.rmtree(old, ignore_errors=True)
+
+    def add_sparse_vector(self, name: str, vector: str) -> bool:
+        """Collections made before the keyword index: Edge cannot add a vector in place, so the
+        points are copied into a shard whose config has it, which then replaces the old one."""
+        meta = self._read_meta(name)
+        if meta is None:
+            raise CollectionNotFound(name)
+        if vector in meta.get("sparse", []):
+            return False
+        directory = self._dir(name)
+        old = self._shard(name)
+        old.flush()
+        building, retired = directory / "shard.sparse", directory / "shard.old"
+        shutil.rmtree(building, ignore_errors=True)
+        config = json.loads((directory / "shard" / "edge_config.json").read_text())
+        config.setdefault("sparse_vectors", {})[vector] = {"modifier": "idf"}
+        building.mkdir(parents=True)
+        (building / "edge_config.json").write_text(json.dumps(config))
+        new = qe.EdgeShard.load(str(building))
+        for field_name, index in old.info().payload_schema.items():
+            new.update(
+                qe.UpdateOperation.create_field_index(field_name, index.params or index.data_type)
+            )
+        for field_name, kind in PAYLOAD_INDEXES.items():  # the keyword fields, if it lacks them
+            if field_name not in old.info().payload_schema:
+                new.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+        offset = None
+        while True:
+            records, offset = old.scroll(
+                qe.ScrollRequest(offset=offset, limit=512, with_payload=True, with_vector=True)
+            )
+            if records:
+                points = [qe.Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+                new.update(qe.UpdateOperation.upsert_points(points))
+            if offset is None:
+                break
+        new.flush()
+        new.close()
+        with _open_lock:
+            _open_shards.pop(directory / "shard", None)
+            old.close()
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(directory / "shard", retired)
+            os.replace(building, directory / "shard")
+        meta["sparse"] = [*meta.get("sparse", []), vector]
+        tmp = directory / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, directory / META_FILE)
+        shutil.rmtree(retired, ignore_errors=True)
+        return True
 
     def close(self) -> None:
         """Make everything written durable; shards stay open for other users in this process."""
@@ -392,7 +510,7 @@ class EdgeStore:
         if not vectors:
             return
         items = [
-            qe.PointVectors(id=point_id, vector={k: as_list(v) for k, v in named.items()})
+            qe.PointVectors(id=point_id, vector={k: _vec(v) for k, v in named.items()})
             for point_id, named in vectors.items()
         ]
         self._shard(name).update(qe.UpdateOperation.update_vectors(items))
@@ -482,7 +600,7 @@ def _search_params(storage: StorageOptions) -> qe.SearchParams | None:
 
 def _edge_query(plan: Nearest | Recommend) -> Any:
     if isinstance(plan, Nearest):
-        return qe.Query.Nearest(as_list(plan.vector), using=plan.using)
+        return qe.Query.Nearest(_vec(plan.vector), using=plan.using)
     return qe.Query.RecommendSumScores(
         qe.RecommendQuery(
             positives=[as_list(v) for v in plan.positives],
@@ -490,3 +608,24 @@ def _edge_query(plan: Nearest | Recommend) -> Any:
         ),
         using=plan.using,
     )
+
+
+def _sparse_params() -> qe.EdgeSparseVectorParams:
+    # IDF computed by Qdrant over the stored points; term frequencies come from pixseek.keywords.
+    return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
+
+
+def _vec(vector: Any) -> Any:
+    if isinstance(vector, SparseVector):
+        return qe.SparseVector(vector.indices, vector.values)
+    return as_list(vector)
+
+
+def _is_sparse(plan: Any) -> bool:
+    return isinstance(plan, Nearest) and isinstance(plan.vector, SparseVector)
+
+
+def _fusion(plan: RankFusion) -> Any:
+    if plan.fusion == "dbsf":
+        return qe.Fusion.Dbsf()
+    return qe.Fusion.Rrf(k=plan.k, weights=plan.weights)

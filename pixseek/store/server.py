@@ -21,6 +21,7 @@ from pixseek.errors import (
 )
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
+    TEXT_VECTOR,
     CollectionInfo,
     Hit,
     IndexStatus,
@@ -28,6 +29,7 @@ from pixseek.store.base import (
     PointRecord,
     RankFusion,
     SearchRequest,
+    SparseVector,
     StoredPoint,
     as_list,
     check_collection_name,
@@ -93,7 +95,12 @@ class ServerStore:
         storage = StorageOptions.from_dict(metadata.pop(STORAGE_KEY, None))
         self._storage_cache[name] = storage
         return CollectionInfo(
-            name=name, points=points, vectors=vectors, metadata=metadata, storage=storage
+            name=name,
+            points=points,
+            vectors=vectors,
+            metadata=metadata,
+            storage=storage,
+            sparse_vectors=sorted(info.config.params.sparse_vectors or {}),
         )
 
     def _storage(self, name: str) -> StorageOptions:
@@ -116,6 +123,7 @@ class ServerStore:
             self.client.create_collection,
             name,
             vectors_config={vec: _vector_params(size, storage) for vec, size in vectors.items()},
+            sparse_vectors_config={TEXT_VECTOR: _SPARSE},
             metadata={**metadata, STORAGE_KEY: storage.as_dict()},
         )
         self._storage_cache[name] = storage
@@ -123,7 +131,12 @@ class ServerStore:
             for field_name, kind in PAYLOAD_INDEXES.items():
                 self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
         return CollectionInfo(
-            name=name, points=0, vectors=dict(vectors), metadata=metadata, storage=storage
+            name=name,
+            points=0,
+            vectors=dict(vectors),
+            metadata=metadata,
+            storage=storage,
+            sparse_vectors=[TEXT_VECTOR],
         )
 
     def update_metadata(self, name: str, metadata: dict[str, Any]) -> None:
@@ -149,7 +162,7 @@ class ServerStore:
         structs = [
             models.PointStruct(
                 id=p.id,
-                vector={vec: as_list(v) for vec, v in p.vectors.items()},
+                vector={vec: _vec(v) for vec, v in p.vectors.items()},
                 payload=p.payload,
             )
             for p in points
@@ -223,23 +236,25 @@ class ServerStore:
         if isinstance(plan, RankFusion):
             kwargs["prefetch"] = [
                 models.Prefetch(
-                    query=as_list(s.vector),
+                    query=_vec(s.vector),
                     using=s.using,
                     filter=request.filter,
                     limit=max(plan.candidates, request.limit + request.offset),
                     score_threshold=request.threshold,
-                    params=params,
+                    params=None if isinstance(s.vector, SparseVector) else params,
                 )
                 for s in plan.searches
             ]
-            kwargs["query"] = models.RrfQuery(rrf=models.Rrf(k=plan.k, weights=plan.weights))
+            kwargs["query"] = _fusion(plan)
         else:
             kwargs["query_filter"] = request.filter
             kwargs["score_threshold"] = request.threshold
             kwargs["using"] = plan.using
             kwargs["search_params"] = params
             if isinstance(plan, Nearest):
-                kwargs["query"] = as_list(plan.vector)
+                kwargs["query"] = _vec(plan.vector)
+                if isinstance(plan.vector, SparseVector):
+                    kwargs["search_params"] = None
             else:
                 kwargs["query"] = models.RecommendQuery(
                     recommend=models.RecommendInput(
@@ -316,7 +331,7 @@ class ServerStore:
         if not vectors:
             return
         points = [
-            models.PointVectors(id=point_id, vector={k: as_list(v) for k, v in named.items()})
+            models.PointVectors(id=point_id, vector={k: _vec(v) for k, v in named.items()})
             for point_id, named in vectors.items()
         ]
         self._call(self.client.update_vectors, name, points=points, wait=True)
@@ -335,6 +350,36 @@ class ServerStore:
 
     def close(self) -> None:
         self.client.close()
+
+    def add_sparse_vector(self, name: str, vector: str) -> bool:
+        self._require(name)
+        info = self._call(self.client.get_collection, name)
+        if vector in (info.config.params.sparse_vectors or {}):
+            return False
+        config = models.SparseVectorNameConfig(
+            sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)
+        )
+        self._call(self.client.create_vector_name, name, vector, config, wait=True)
+        if not self.url.startswith(LOCAL_PREFIX):  # the keyword fields' payload indexes
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
+        return True
+
+
+# IDF computed by Qdrant over the stored points; term frequencies come from pixseek.keywords.
+_SPARSE = models.SparseVectorParams(modifier=models.Modifier.IDF)
+
+
+def _vec(vector: Any) -> Any:
+    if isinstance(vector, SparseVector):
+        return models.SparseVector(indices=vector.indices, values=vector.values)
+    return as_list(vector)
+
+
+def _fusion(plan: RankFusion) -> Any:
+    if plan.fusion == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    return models.RrfQuery(rrf=models.Rrf(k=plan.k, weights=plan.weights))
 
 
 def _vector_params(size: int, storage: StorageOptions) -> models.VectorParams:
