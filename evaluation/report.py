@@ -218,7 +218,8 @@ def report_html(run: EvalRun, out: Path, show_k: int) -> str:
             )
         blocks.append(
             f'<section data-order="{index}" data-delta="{delta:.6f}">'
-            f"<h3>{html.escape(result.query.text)} <small>({len(result.relevant)} relevant; "
+            f"<h3>{html.escape(result.query.text)} <small>({len(result.relevant)} relevant"
+            f"{f', {len(result.relevance.missing)} missing' if result.relevance.missing else ''}; "
             f"AP change with {html.escape(gain_strategy or '-')}: {delta:+.3f})</small></h3>"
             f'<div class="gens">{images or "<em>no generated images</em>"}</div>'
             f"{''.join(rows)}</section>"
