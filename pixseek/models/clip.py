@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from pixseek.errors import Misconfigured, PixseekError, UserError, first_line
-from pixseek.models import accel
+from pixseek.models import accel, families
 from pixseek.models.device import pick_device
 from pixseek.models.fast_preprocess import FastPreprocess
 
@@ -58,6 +58,7 @@ class ClipEmbedder:
         self._runner: accel.Runner | None = None
         self._runner_lock = threading.Lock()
         self._fingerprint: str | None = None
+        self.family = families.CLIP  # set by _build from the model's config
         self._trim_text = False
         self._trim_text = self._check_text_trim()
         with torch.inference_mode():
@@ -273,6 +274,11 @@ def _build(
     dtype = accel.model_dtype(resolved, device)
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     uses_schema = model_name.startswith((LOCAL_DIR, "hf-hub:"))
+    config = families.model_config(model_name)
+    family = families.detect(model_name, config)
+    mismatch = families.check_config(model_name, config)
+    if mismatch:
+        raise Misconfigured(f"{model_name}: {mismatch}")
     try:
         # With a checkpoint, open_clip loads every weight strictly after building the model, so
         # the random initialisation before it is wasted (most of a ViT-B-32 load; see
@@ -283,6 +289,7 @@ def _build(
                 pretrained=None if uses_schema else (pretrained or None),
                 device=device,
                 precision=precision,
+                **families.preprocess_overrides(model_name, pretrained),
             )
         tokenizer = open_clip.get_tokenizer(model_name)
     except PixseekError:
@@ -295,7 +302,9 @@ def _build(
         ) from None
     model.eval()
     identifier = model_name if uses_schema else f"{model_name}/{pretrained or 'random'}"
-    return ClipEmbedder(model, preprocess, tokenizer, device, identifier, spec)
+    embedder = ClipEmbedder(model, preprocess, tokenizer, device, identifier, spec)
+    embedder.family = family
+    return embedder
 
 
 def load_clip(
