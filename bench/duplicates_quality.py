@@ -50,53 +50,53 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def evaluate(hashes: list[int], manifest: list[dict], thresholds: list[int]) -> dict:
-    """Per threshold: recall/precision per transformation, and over the target set."""
+def score_pairs(pred: np.ndarray, manifest: list[dict]) -> dict:
+    """Recall and precision of a predicted "same picture" matrix (diagonal ignored): per
+    transformation, over the target set (originals + TARGET variants), and over everything."""
     family = np.array([e["family"] for e in manifest])
     label = np.array([e["class"] for e in manifest])
     kind = np.array([e["transform"] for e in manifest])
-    dist = distance_matrix(hashes, hashes)
-    np.fill_diagonal(dist, 999)
+    pred = pred.copy()
+    np.fill_diagonal(pred, False)
     same = family[:, None] == family[None, :]
     same_class = (label[:, None] == label[None, :]) & ~same
     orig_of = {int(f): i for i, (f, k) in enumerate(zip(family, kind, strict=True)) if k == "orig"}
+    row: dict = {"per_transform": {}}
+    for name in sorted(set(kind) - {"orig"}):
+        rows = np.flatnonzero(kind == name)
+        found = sum(int(pred[orig_of[int(family[i])], i]) for i in rows)
+        tp = int((pred[rows] & same[rows]).sum())
+        fp = int((pred[rows] & ~same[rows]).sum())
+        row["per_transform"][name] = {
+            "recall": _ratio(found, len(rows)),
+            "precision": _ratio(tp, tp + fp),
+            "false_pairs": fp,
+        }
     in_target = np.isin(kind, ("orig", *TARGET))
-    target_block = dist[np.ix_(in_target, in_target)]
+    tpred = np.triu(pred[np.ix_(in_target, in_target)], 1)
     target_same = same[np.ix_(in_target, in_target)]
-    results: dict = {}
-    for t in thresholds:
-        pred = dist <= t
-        row: dict = {"per_transform": {}}
-        for name in sorted(set(kind) - {"orig"}):
-            rows = np.flatnonzero(kind == name)
-            found = sum(int(dist[orig_of[int(family[i])], i] <= t) for i in rows)
-            tp = int((pred[rows] & same[rows]).sum())
-            fp = int((pred[rows] & ~same[rows]).sum())
-            row["per_transform"][name] = {
-                "recall": _ratio(found, len(rows)),
-                "precision": _ratio(tp, tp + fp),
-                "false_pairs": fp,
-            }
-        tpred = np.triu(target_block <= t, 1)
-        ttp = int((tpred & target_same).sum())
-        tfp = int((tpred & ~target_same).sum())
-        target_rows = [i for i in np.flatnonzero(np.isin(kind, TARGET))]
-        tfound = sum(int(dist[orig_of[int(family[i])], i] <= t) for i in target_rows)
-        row["target"] = {
-            "recall": _ratio(tfound, len(target_rows)),
-            "precision": _ratio(ttp, ttp + tfp),
-            "false_pairs": tfp,
-        }
-        allpred = np.triu(pred, 1)
-        atp = int((allpred & same).sum())
-        afp = int((allpred & ~same).sum())
-        row["all"] = {
-            "precision": _ratio(atp, atp + afp),
-            "false_pairs": afp,
-            "false_pairs_same_class": int((allpred & same_class).sum()),
-        }
-        results[str(t)] = row
-    return results
+    ttp, tfp = int((tpred & target_same).sum()), int((tpred & ~target_same).sum())
+    target_rows = np.flatnonzero(np.isin(kind, TARGET))
+    tfound = sum(int(pred[orig_of[int(family[i])], i]) for i in target_rows)
+    row["target"] = {
+        "recall": _ratio(tfound, len(target_rows)),
+        "precision": _ratio(ttp, ttp + tfp),
+        "false_pairs": tfp,
+    }
+    allpred = np.triu(pred, 1)
+    atp, afp = int((allpred & same).sum()), int((allpred & ~same).sum())
+    row["all"] = {
+        "precision": _ratio(atp, atp + afp),
+        "false_pairs": afp,
+        "false_pairs_same_class": int((allpred & same_class).sum()),
+    }
+    return row
+
+
+def evaluate(hashes: list[int], manifest: list[dict], thresholds: list[int]) -> dict:
+    """score_pairs for "Hamming distance <= t", per threshold t."""
+    dist = distance_matrix(hashes, hashes)
+    return {str(t): score_pairs(dist <= t, manifest) for t in thresholds}
 
 
 def negative_distances(hashes: list[int], manifest: list[dict]) -> dict[str, int]:

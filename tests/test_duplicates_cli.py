@@ -27,7 +27,11 @@ def backend(request, pixseek_env, monkeypatch, tmp_path) -> str:
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
-    """4 distinct photos, a half-size re-encode of the first, a 4% crop of the second, and a
+    return make_archive(tmp_path)
+
+
+def make_archive(tmp_path: Path) -> Path:
+    """4 distinct photos, a half-size re-encode of the first, a 3% crop of the second (8 bits away), and a
     byte-identical copy of the third in another folder."""
     folder = tmp_path / "photos"
     (folder / "copies").mkdir(parents=True)
@@ -37,7 +41,7 @@ def archive(tmp_path: Path) -> Path:
     first.resize((first.width // 2, first.height // 2)).save(folder / "p0_half.jpg", quality=50)
     second = Image.open(ORIGINALS[1]).convert("RGB")
     w, h = second.size
-    second.crop((0, 0, int(w * 0.96), int(h * 0.96))).save(folder / "p1_crop.jpg", quality=90)
+    second.crop((0, 0, int(w * 0.97), int(h * 0.97))).save(folder / "p1_crop.jpg", quality=90)
     shutil.copy(ORIGINALS[2], folder / "copies" / "p2.jpg")
     return folder
 

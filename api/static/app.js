@@ -74,6 +74,10 @@ function card(hit) {
   caption.appendChild(el("span", "source", hit.source || hit.id));
   const labels = labelsOf(hit.payload || {});
   if (labels) caption.appendChild(el("span", "labels", labels));
+  if (hit.group_size > 1) {
+    const n = hit.group_size - 1;
+    caption.appendChild(el("span", "group", `+${n} near duplicate${n === 1 ? "" : "s"}`));
+  }
   const more = el("button", "like", "More like this");
   more.type = "button";
   more.addEventListener("click", () => moreLikeThis(hit));
@@ -103,6 +107,7 @@ function searchBody() {
     limit: Number($("limit").value),
   };
   if (state.like) body.like = [state.like.id];
+  if ($("collapse").checked) body.collapse = "near";
   return body;
 }
 
@@ -131,6 +136,8 @@ async function search(append) {
   if (!body.collection) { message("No collection yet: ingest one with `pixseek ingest`.", true); return; }
   if (!body.q && !body.like && !state.file) { message("Type something to search for.", true); return; }
   message("Searching…");
+  $("dups").hidden = true;
+  $("results").hidden = false;
   try {
     const result = await postSearch(body, state.file);
     showHits(result.hits, append);
@@ -233,6 +240,59 @@ async function cancelJob() {
   try { await api(`jobs/${state.job}`, { method: "DELETE" }); } catch (err) { message(err.message, true); }
 }
 
+// -- duplicates review --------------------------------------------------------------------------
+
+function dupFigure(point, group) {
+  const figure = el("figure", point.id === group.keep ? "card keep" : "card");
+  const link = el("a", "pic");
+  link.href = point.image_url;
+  link.target = "_blank";
+  link.rel = "noopener";
+  const img = el("img");
+  img.loading = "lazy";
+  img.alt = point.source || point.id;
+  setImage(img, point.thumbnail_url);
+  link.appendChild(img);
+  const caption = el("figcaption");
+  if (point.id === group.keep) caption.appendChild(el("span", "score", "keep"));
+  const size = point.width && point.height ? `${point.width}×${point.height}` : "";
+  const distance = point.distance === null || point.distance === undefined ? "" : ` · d=${point.distance}`;
+  caption.appendChild(el("span", "muted", size + distance));
+  caption.appendChild(el("span", "source", point.source || point.id));
+  figure.append(link, caption);
+  return figure;
+}
+
+async function duplicates(append) {
+  const collection = $("collection").value;
+  if (!collection) { message("No collection yet: ingest one with `pixseek ingest`.", true); return; }
+  if (!append) { state.dupOffset = 0; releaseBlobs(); $("dups-list").replaceChildren(); }
+  $("results").hidden = true;
+  $("generated").hidden = true;
+  $("dups").hidden = false;
+  message("Looking for duplicates…");
+  const params = new URLSearchParams({ tier: $("dups-tier").value, limit: "20", offset: String(state.dupOffset || 0) });
+  filters().forEach((w) => params.append("where", w));
+  try {
+    const report = await api(`collections/${encodeURIComponent(collection)}/duplicates?${params}`);
+    report.groups.forEach((group) => {
+      const section = el("section", "dup-group");
+      section.appendChild(el("h2", "", `${group.size} pictures · keep: ${group.reason}`));
+      const row = el("div", "dup-row");
+      group.points.forEach((point) => row.appendChild(dupFigure(point, group)));
+      section.appendChild(row);
+      $("dups-list").appendChild(section);
+    });
+    state.dupOffset = report.next_offset;
+    $("dups-more").hidden = report.next_offset === null;
+    $("dups-summary").textContent = `${report.groups_total} ${report.tier} groups, ${report.duplicates} duplicates among ${report.points} pictures` +
+      (report.unhashed ? ` · ${report.unhashed} without a hash (run pixseek duplicates --update-hashes)` : "");
+    message("");
+  } catch (err) {
+    message(err.message, true);
+  }
+}
+
 // -- start -------------------------------------------------------------------------------------
 
 async function loadCollections() {
@@ -266,6 +326,9 @@ $("more").addEventListener("click", () => search(true));
 $("generate-btn").addEventListener("click", generate);
 $("job-cancel").addEventListener("click", cancelJob);
 $("like-clear").addEventListener("click", clearLike);
+$("dups-btn").addEventListener("click", () => duplicates(false));
+$("dups-more").addEventListener("click", () => duplicates(true));
+$("dups-tier").addEventListener("change", () => duplicates(false));
 $("collection").addEventListener("change", () =>
   localStorage.setItem("pixseek.collection", $("collection").value));
 $("api-key").addEventListener("change", () => {
