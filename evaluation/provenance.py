@@ -18,7 +18,7 @@ from pixseek.search.fusion import RRF_K
 from pixseek import __version__
 from pixseek.config import Settings
 from pixseek.models.t2i import is_local_model
-from pixseek.store.base import CollectionInfo
+from pixseek.store.base import DINO_VECTOR, CollectionInfo
 
 CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _digests: dict[tuple[str, int, int], str] = {}
@@ -83,6 +83,13 @@ def t2i_weights(model: str) -> str | None:
     return _hub_revision(model, "model_index.json")
 
 
+def dino_weights(model: str) -> str | None:
+    root = Path(model).expanduser()
+    if root.is_dir():
+        return _files_digest([*root.glob("*.safetensors"), *root.glob("*.bin")], root)
+    return _hub_revision(model, "config.json")
+
+
 def run_settings(
     settings: Settings,
     info: CollectionInfo,
@@ -130,6 +137,9 @@ def run_settings(
             "image_backend": settings.backend,
             "image_precision": settings.precision,
         }
+        if settings.dino_model and DINO_VECTOR in info.vectors:  # fused in with the images
+            block["dino_model"] = settings.dino_model
+            block["dino_weights"] = dino_weights(settings.dino_model)
         if "weighted" not in strategies:
             block.pop("alpha", None)
         if "rrf" in strategies:
