@@ -48,3 +48,37 @@ def test_research_dry_run_on_tiny_models(cli, pixseek_env, tiny_t2i_dir, monkeyp
         assert (out / name / "report.html").is_file()
         assert full["settings"]["collection"]["points"] == 20
     assert "| coco | 20 | 2 | 10 | 2 |" in stdout  # the plan comes first
+
+
+def test_full_coco_annotations_count_objects(cli, tmp_path):
+    rows = [json.loads(line) for line in (DATASETS / "coco_mini" / "labels.jsonl").open()]
+    val = [r for r in rows if r["filename"].startswith("val2017/")][:3]
+    instances = {
+        "images": [{"id": r["image_id"], "file_name": r["filename"].split("/")[1]} for r in val]
+        + [{"id": 1, "file_name": "not-on-disk.jpg"}],
+        "categories": [{"id": 1, "name": "dog"}],
+        "annotations": [
+            {"image_id": image_id, "category_id": 1}
+            for image_id, count in zip(
+                [r["image_id"] for r in val] + [1], [1, 3, 4, 1], strict=True
+            )
+            for _ in range(count)
+        ],
+    }
+    captions = {
+        "annotations": [
+            {"image_id": r["image_id"], "caption": c} for r in val for c in r["captions"][:2]
+        ]
+    }
+    (tmp_path / "i.json").write_text(json.dumps(instances))
+    (tmp_path / "c.json").write_text(json.dumps(captions))
+    code, out, err = cli(
+        "eval-research", "--only", "coco", "--coco", DATASETS / "coco_mini", "--dry-run",
+        "--coco-instances", tmp_path / "i.json", "--coco-captions", tmp_path / "c.json",
+        "--out", tmp_path / "out", "--n-images", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    # images 1 and 2 have <= 3 objects (the third has 4; the fourth is not on disk)
+    assert "| coco | 2 | 4 | 20 | 8 |" in out
+    labels = (tmp_path / "out" / "coco-labels.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["n_objects"] for line in labels) == [1, 1, 3]
