@@ -8,6 +8,7 @@ retried after a transient fault.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +30,27 @@ from pixseek.worker.spec import JobSpec
 from pixseek.worker.tasks import JobControl
 
 from pixseek.config import Settings
-from pixseek.errors import Conflict, JobNotFound, ServiceUnavailable, UserError
+from pixseek.errors import Conflict, JobNotFound, ServiceUnavailable, UserError, first_line
+
+
+def readable_error(exc: BaseException) -> str:
+    """One line for a stored failure: the job's own reason (JobFailed), or the exception's type
+    and first message, never a tuple of arguments such as `("OperationalError(...)", False)`."""
+    name = type(exc).__name__
+    texts = [
+        f"{type(arg).__name__}: {first_line(arg)}" if isinstance(arg, BaseException) else arg
+        for arg in exc.args
+        if isinstance(arg, BaseException) or (isinstance(arg, str) and arg.strip())
+    ]
+    text = first_line(texts[0]) if texts else ""
+    wrapped = re.fullmatch(r"(\w+)\((['\"])(.*)\2\)", text)  # the repr of an exception
+    if wrapped:
+        text = f"{wrapped.group(1)}: {wrapped.group(3)}"
+    if name == "JobFailed":
+        return text or "the job failed"
+    if name == "Reject":
+        return f"the job could not be queued again while Redis was unreachable ({text})"
+    return f"{name}: {text}" if text else name
 
 
 def check_job_id(job_id: str) -> str:
@@ -100,7 +121,7 @@ class JobClient:
         if state == JobState.SUCCESS:
             status.result = result
         elif isinstance(result, BaseException):
-            status.error = str(result) or type(result).__name__
+            status.error = readable_error(result)
         elif isinstance(result, dict):
             status.meta = result
         return status

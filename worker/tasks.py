@@ -39,7 +39,7 @@ from pixseek.worker.app import (
 )
 
 from pixseek.config import Settings
-from pixseek.errors import PixseekError, ServiceUnavailable
+from pixseek.errors import PixseekError, ServiceUnavailable, first_line
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
     control = JobControl(control_client(settings), job_id)
     if control.cancel_requested():
         raise _cancelled(task, job_id)
-    deliveries = control.count_delivery(task.request.retries)
+    deliveries = _when_reachable(lambda: control.count_delivery(task.request.retries), settings)
     if deliveries > MAX_DELIVERIES:
         raise JobFailed(
             f"the worker running this job died {deliveries - 1} times (killed, or out of memory?); "
@@ -137,16 +137,23 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
 
     def progress(state: str, meta: dict[str, Any]) -> None:
         meta = {**meta, "worker": hostname, "deliveries": deliveries, "updated_at": time.time()}
-        task.update_state(task_id=job_id, state=state, meta=meta)
+        try:
+            task.update_state(task_id=job_id, state=state, meta=meta)
+        except Exception as exc:  # progress is news, not the job: Redis down must not stop it
+            if not is_transient(exc):
+                raise
+            log.warning("job %s: cannot record progress (%s); the job goes on", job_id, exc)
 
     try:
         spec = JobSpec.from_dict(raw_spec)
-        return run_job(
+        result = run_job(
             settings, spec, job_id, progress, control.cancel_requested, deliveries
         ).to_dict()
     except JobCancelled:
+        _await_redis(control, settings)
         raise _cancelled(task, job_id) from None
     except SoftTimeLimitExceeded:
+        _await_redis(control, settings)
         raise JobFailed(
             f"the job ran past its time limit of {soft_time_limit(settings)} s "
             "(PIXSEEK_JOB_TIME_LIMIT); use fewer images, steps or pixels"
@@ -155,13 +162,80 @@ def execute(task: Task, settings: Settings, raw_spec: Any) -> dict[str, Any]:
         if is_transient(exc):
             _release_gpu_memory()
             if task.request.retries >= MAX_RETRIES:
+                _await_redis(control, settings)
                 raise JobFailed(f"gave up after {MAX_RETRIES} retries: {exc}") from None
             countdown = backoff_seconds(task.request.retries, settings)
             log.warning("job %s: transient fault, retrying in %.0f s: %s", job_id, countdown, exc)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from None
+            raise _retry(task, settings, exc, countdown) from None
+        _await_redis(control, settings)
         if isinstance(exc, PixseekError):
             raise JobFailed(exc.api_message) from None
         raise
+    # Celery stores the result right after this returns: with Redis down, that store would fail
+    # and the finished job read as running until its message is redelivered.
+    _await_redis(control, settings)
+    return result
+
+
+def _await_redis(control: JobControl, settings: Settings) -> None:
+    """Wait (up to outage_wait_s) until the result backend's Redis answers again."""
+    try:
+        _when_reachable(control.client.ping, settings)
+    except Exception as exc:  # still down: the message stays unacked and is redelivered
+        log.warning("job %s: Redis is still unreachable (%s)", control.job_id, exc)
+
+
+def outage_wait_s(settings: Settings) -> float:
+    """How long a job waits for Redis to come back before it gives up (well inside the
+    visibility timeout, after which Redis would hand the job to another worker anyway)."""
+    return min(300.0, visibility_timeout(settings) / 2)
+
+
+def _when_reachable(call: Any, settings: Settings) -> Any:
+    """`call()`, retried while Redis does not answer, for up to outage_wait_s."""
+    deadline = time.monotonic() + outage_wait_s(settings)
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis does not answer (%s); trying again in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _retry(task: Task, settings: Settings, exc: BaseException, countdown: float) -> Exception:
+    """The Retry to raise. Queuing the retry needs the broker: while Redis is down, Celery's
+    `retry` raises Reject (the message would be dropped, the state a raw tuple), so wait for
+    Redis to come back, then queue it; fail with a readable reason if it never does."""
+    from celery.exceptions import Reject
+
+    waited = time.monotonic()
+    try:
+        return _when_reachable(lambda: _queue_retry(task, exc, countdown, Reject), settings)
+    except _BrokerDown as down:
+        seconds = time.monotonic() - waited
+        return JobFailed(
+            f"the broker stayed unreachable for {seconds:.0f} s, so the retry after "
+            f"'{first_line(exc)}' could not be queued ({first_line(down.cause)}); "
+            "submit the job again once Redis is back"
+        )
+
+
+class _BrokerDown(ConnectionError):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(first_line(cause))
+        self.cause = cause
+
+
+def _queue_retry(task: Task, exc: BaseException, countdown: float, reject: type) -> Exception:
+    try:
+        return task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES, throw=False)
+    except reject as rejected:
+        cause = rejected.reason if isinstance(rejected.reason, BaseException) else rejected
+        raise _BrokerDown(cause) from None
 
 
 def _release_gpu_memory() -> None:
