@@ -101,6 +101,7 @@ class QueryEncoder:
         self.disk_cache = disk_cache
         self.batch_max, self.batch_window_s = batch_max, batch_window_s
         self.batcher: TextBatcher | None = None
+        self.export_now = False  # export a missing text tower before answering (the CLI)
         self._cache: OrderedDict[tuple[str, bool], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._text_lock = threading.Lock()
@@ -121,13 +122,19 @@ class QueryEncoder:
             with self._text_lock:
                 if self._text is None:
                     text = self._load_text() if self._load_text is not None else None
-                    model = text if text is not None else self.model
-                    if self.batch_max > 1:
-                        self.batcher = TextBatcher(
-                            model.embed_texts, self.batch_max, self.batch_window_s
-                        )
-                    self._text = model
+                    self._set_text_model(text if text is not None else self.model)
+        assert self._text is not None
         return self._text
+
+    def use_text_model(self, model: TextModel) -> None:
+        """Switch text queries to `model` (same embedding space), e.g. once its export is ready."""
+        with self._text_lock:
+            self._set_text_model(model)
+
+    def _set_text_model(self, model: TextModel | Embedder) -> None:
+        if self.batch_max > 1:
+            self.batcher = TextBatcher(model.embed_texts, self.batch_max, self.batch_window_s)
+        self._text = model
 
     @property
     def identifier(self) -> str:
@@ -225,7 +232,7 @@ def query_encoder(settings: Settings) -> QueryEncoder:
                 return load_clip(settings.clip_model, settings.clip_pretrained, settings.device)
 
             def load_text() -> TextModel | None:
-                return _text_model(settings, backend, load)
+                return _text_model(settings, backend, load, encoder)
 
             cache = None
             if settings.query_cache_entries > 0:
@@ -251,6 +258,7 @@ def warm_text_model(settings: Settings) -> None:
     store's imports; an error is raised again where the text model is first used.
     """
     encoder = query_encoder(settings)
+    encoder.export_now = True  # a short-lived process: the next command needs the export
 
     def load() -> None:
         from pixseek.models.text_tower import OnnxTextTower
@@ -264,8 +272,15 @@ def warm_text_model(settings: Settings) -> None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()
 
 
-def _text_model(settings: Settings, backend: str, load: Callable[[], Embedder]) -> TextModel | None:
-    """The exported text tower (exported now if needed); None = embed text with torch."""
+def _text_model(
+    settings: Settings, backend: str, load: Callable[[], Embedder], encoder: QueryEncoder
+) -> TextModel | None:
+    """The exported text tower (exported now if needed); None = embed text with torch.
+
+    In a long-lived process (API, worker) the export runs in a thread while torch answers, and
+    the encoder switches over when it is ready; the CLI (`export_now`) exports before answering,
+    so the next command starts without torch.
+    """
     from pixseek.models.text_tower import load_text_tower
 
     args = (settings.clip_model, settings.clip_pretrained, settings.cache_dir)
@@ -290,6 +305,15 @@ def _text_model(settings: Settings, backend: str, load: Callable[[], Embedder]) 
         "exporting the CLIP text tower to ONNX once, so later text searches start without torch"
     )
     export = export_text_tower if backend == "onnx" else try_export
+    if backend == "auto" and not encoder.export_now:
+
+        def in_background() -> None:
+            tower = try_export(load(), *args, settings.text_precision, settings.threads)
+            if tower is not None:
+                encoder.use_text_model(tower)
+
+        threading.Thread(target=in_background, name="pixseek-text-export", daemon=True).start()
+        return None
     tower = export(load(), *args, settings.text_precision, settings.threads)
     if tower is None and backend == "onnx":
         from pixseek.errors import Misconfigured

@@ -327,3 +327,23 @@ def test_text_search_imports_neither_torch_nor_open_clip(cli, pixseek_env, tmp_p
         gaps = [abs(scores[i] - scores[j]) for j in (i - 1, i + 1) if 0 <= j < len(scores)]
         if min(gaps) > 2e-4:  # ranks closer than float noise may swap
             assert a["id"] == b["id"], i
+
+
+def test_long_lived_process_exports_in_the_background(pixseek_env, monkeypatch):
+    from pixseek.search.text_encoder import query_encoder
+
+    from pixseek.config import load_settings
+    from pixseek.models.text_tower import OnnxTextTower
+
+    monkeypatch.setenv("PIXSEEK_BACKEND", "eager")
+    encoder = query_encoder(load_settings())  # as the API and the worker get it
+    first = encoder.encode_text("a dog on a sofa")  # torch answers while the export runs
+    deadline = time.monotonic() + 300
+    while not isinstance(encoder.text_model, OnnxTextTower):
+        assert time.monotonic() < deadline, "the background export never finished"
+        time.sleep(0.2)
+    encoder.clear_cache()
+    by_onnx = encoder.encode_text("a dog on a sofa")
+    assert float(first @ by_onnx) >= 0.9999
+    assert encoder.batcher is not None  # the new model is micro-batched too
+    assert encoder.batcher.embed(["a cat"]).shape == (1, encoder.dim)
