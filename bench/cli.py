@@ -83,6 +83,7 @@ def child(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {"collections": {}, "fidelity": {}}
     started = time.perf_counter()
     encoder = query_encoder(settings)
+    encoder.export_now = True  # as the CLI: export before answering
     encoder.encode_text("warm-up")  # no export yet: loads torch, exports, verifies
     report["export_on_first_text_query_s"] = round(time.perf_counter() - started, 1)
     store = open_store(settings)
