@@ -132,12 +132,14 @@ def run_setting(env: dict[str, str], collection: str, levels: list[int], seconds
 
 
 def ensure_collection(env: dict[str, str], points: int) -> str:
-    """The bench.cli collection of this size, made here when --work did not bring one."""
+    """The bench.cli collection of this size (made here when --work did not bring one), and the
+    text tower's export, so every server below finds it ready."""
     name = f"p{points}"
     code = (
         "import sys; from pixseek.config import load_settings; from pixseek.store import open_store;"
         "from pixseek.search.text_encoder import query_encoder; from bench.profile_search import "
         "populate; s = load_settings(); st = open_store(s); e = query_encoder(s); "
+        "e.export_now = True; e.encode_text('export the text tower now'); "
         f"st.get_collection('{name}') or populate(st, '{name}', {points}, e.identifier, e.dim); "
         "st.close()"
     )
