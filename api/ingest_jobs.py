@@ -111,6 +111,7 @@ class IngestJobs:
         with self._lock:
             if not job.finished:
                 job.cancel.set()
+                job.progress["cancel_requested"] = True
                 if job.state == "QUEUED":
                     job.state = "REVOKED"
         return job

@@ -1,152 +1,85 @@
-"""/_store/*: the server's store, for local pixseek processes (RemoteStore) only.
+"""/_store/*: the server's store, for local pixseek processes (pixseek/store/remote.py) only.
 
 Every call needs the data dir's secret (`X-Pixseek-Local`, read from `server.secret`, which only
-the server's user can read): it proves the caller runs on this machine as that user, so it gets
-the store itself, the same operations an in-process command would run. Not in the OpenAPI
-document: remote clients use /collections, /search and /ingest.
+the server's user can read): it proves the caller is a pixseek process of that user on this
+machine, so it may call any public method of the server's store, as it would in process. The
+secret is checked before a byte of the body is read, and bodies are unpickled only after it.
+Not in the OpenAPI document: remote clients use /collections, /search and /ingest.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+import pickle
+from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pixseek.api.app import is_local, services
 
-from pixseek.errors import Forbidden, PixseekError
-from pixseek.store import wire
-from pixseek.store.options import StorageOptions
+from pixseek.errors import Forbidden, InputError, PixseekError
+from pixseek.store.remote import LOCAL_ONLY, MEDIA_TYPE, encode_error, frame
 
 router = APIRouter(prefix="/_store", include_in_schema=False)
-Json = Body(default_factory=dict)
+SCROLL_PAGE = 1000
 
 
-def check_local(request: Request) -> None:
+def _error(exc: PixseekError) -> JSONResponse:
+    return JSONResponse(encode_error(exc), status_code=exc.http_status)
+
+
+async def _decoded(request: Request) -> tuple[str, tuple, dict[str, Any]]:
     if not is_local(request):
         raise Forbidden(
             "the store routes are for pixseek commands on this machine (they send the data "
             "dir's secret); use /collections, /search and /ingest"
         )
+    method, args, kwargs = pickle.loads(await request.body())
+    if not isinstance(method, str) or method.startswith("_") or method in LOCAL_ONLY:
+        raise InputError(f"{method!r} is not a store operation")
+    return method, tuple(args), dict(kwargs)
 
 
-def _answer(request: Request, call: Callable[[], Any]) -> JSONResponse:
+def _bound(request: Request, method: str) -> Any:
+    target = getattr(services(request).store, method, None)
+    if not callable(target):
+        raise InputError(f"the server's store has no operation {method!r}")
+    return target
+
+
+@router.post("/call")
+async def call(request: Request) -> Response:
+    from fastapi.concurrency import run_in_threadpool
+
     try:
-        check_local(request)
-        return JSONResponse(call())
+        method, args, kwargs = await _decoded(request)
+        result = await run_in_threadpool(_bound(request, method), *args, **kwargs)
     except PixseekError as exc:
-        return JSONResponse(wire.error_out(exc), status_code=exc.http_status)
-
-
-@router.post("/list_collections")
-def list_collections(request: Request) -> JSONResponse:
-    store = services(request).store
-    return _answer(request, lambda: [wire.info_out(i) for i in store.list_collections()])
-
-
-@router.post("/get_collection")
-def get_collection(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    def call() -> Any:
-        info = services(request).store.get_collection(body["name"])
-        return None if info is None else wire.info_out(info)
-
-    return _answer(request, call)
-
-
-@router.post("/create_collection")
-def create_collection(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    def call() -> Any:
-        storage = StorageOptions.from_dict(body.get("storage"))
-        info = services(request).store.create_collection(
-            body["name"], body["vectors"], body["metadata"], storage
-        )
-        return wire.info_out(info)
-
-    return _answer(request, call)
-
-
-@router.post("/drop_collection")
-def drop_collection(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    return _answer(request, lambda: services(request).store.drop_collection(body["name"]))
-
-
-@router.post("/upsert")
-def upsert(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    def call() -> None:
-        points = [wire.point_in(p) for p in body["points"]]
-        services(request).store.upsert(body["name"], points)
-
-    return _answer(request, call)
-
-
-@router.post("/set_payload")
-def set_payload(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    store = services(request).store
-    return _answer(
-        request, lambda: store.set_payload(body["name"], body["point_id"], body["payload"])
-    )
-
-
-@router.post("/delete")
-def delete(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    return _answer(request, lambda: services(request).store.delete(body["name"], body["ids"]))
-
-
-@router.post("/retrieve")
-def retrieve(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    def call() -> Any:
-        found = services(request).store.retrieve(
-            body["name"], body["ids"], bool(body.get("with_vectors"))
-        )
-        return [wire.stored_out(p) for p in found]
-
-    return _answer(request, call)
-
-
-@router.post("/count")
-def count(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    store = services(request).store
-    return _answer(request, lambda: store.count(body["name"], wire.filter_in(body.get("filter"))))
-
-
-@router.post("/search")
-def search(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    def call() -> Any:
-        hits = services(request).store.search(body["name"], wire.request_in(body["request"]))
-        return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
-
-    return _answer(request, call)
-
-
-@router.post("/optimize")
-def optimize(request: Request, body: dict[str, Any] = Json) -> JSONResponse:
-    """Queue a background index build and report where the index stands now."""
-    return _answer(request, lambda: services(request).indexer.request(body["name"]).__dict__)
+        return _error(exc)
+    body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    return Response(body, media_type=MEDIA_TYPE)
 
 
 @router.post("/scroll", response_model=None)
-def scroll(request: Request, body: dict[str, Any] = Json) -> StreamingResponse | JSONResponse:
-    """Every point as one JSON line, streamed: a million points never sit in memory at once."""
+async def scroll(request: Request) -> StreamingResponse | JSONResponse:
+    """Pages of points as length-prefixed pickles, streamed."""
     try:
-        check_local(request)
-        store = services(request).store
-        points = store.scroll(
-            body["name"],
-            body.get("fields"),
-            wire.filter_in(body.get("filter")),
-            int(body.get("page_size") or 1000),
-        )
+        _, args, kwargs = await _decoded(request)
+        points = _bound(request, "scroll")(*args, **kwargs)
         first = next(points, None)  # errors (unknown collection) surface before streaming
     except PixseekError as exc:
-        return JSONResponse(wire.error_out(exc), status_code=exc.http_status)
+        return _error(exc)
 
-    def lines() -> Iterator[bytes]:
+    def pages() -> Iterator[bytes]:
         if first is None:
             return
-        yield (json.dumps(wire.stored_out(first)) + "\n").encode()
+        page = [first]
         for point in points:
-            yield (json.dumps(wire.stored_out(point)) + "\n").encode()
+            page.append(point)
+            if len(page) >= SCROLL_PAGE:
+                yield frame(page)
+                page = []
+        if page:
+            yield frame(page)
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return StreamingResponse(pages(), media_type=MEDIA_TYPE)

@@ -224,6 +224,9 @@ def markdown(records: list[dict[str, Any]]) -> str:
             f"| {r['load'][0]} -> {r['load'][1]} |"
         )
     lines += ["", *goals(records), ""]
+    notes = RESULTS / f"{NAME}-notes.md"  # what the records cannot say (runs that did not finish)
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     return "\n".join(lines)
 
 

@@ -51,6 +51,9 @@ def served(tmp_path: Path, pixseek_env: dict) -> Iterator[tuple[str, dict, Path]
         **pixseek_env,
         "PIXSEEK_INGEST_ROOTS": str(root),
         "PIXSEEK_INGEST_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+        # The first text query would otherwise export the text tower to ONNX (minutes on a
+        # loaded machine); this test is about the store, not the text path.
+        "PIXSEEK_TEXT_BACKEND": "torch",
     }
     port = _free_port()
     process = subprocess.Popen(
@@ -106,7 +109,7 @@ def test_cli_ingest_through_the_server_while_searches_and_health_stay_200(served
     statuses: list[int] = []
     health: list[int] = []
     counts: list[int] = []
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx.Client(base_url=url, timeout=120) as client:
         while ingest.poll() is None:
             found = client.get("/collections/coco")
             if found.status_code == 200:
@@ -193,6 +196,7 @@ def test_uploaded_archive_is_ingested_and_size_limited(served, tmp_path: Path):
             "/ingest/upload",
             params={"collection": "up", "filename": "batch.tar"},
             content=archive.read_bytes(),
+            headers={"content-type": "application/octet-stream"},
         )
         assert started.status_code == 202, started.text
         job = _wait_job(client, f"/ingest/{started.json()['job_id']}")
@@ -206,26 +210,27 @@ def test_uploaded_archive_is_ingested_and_size_limited(served, tmp_path: Path):
             "/ingest/upload",
             params={"collection": "up", "filename": "big.zip"},
             content=b"\0" * (5 * 1024 * 1024),
+            headers={"content-type": "application/octet-stream"},
         )
         assert big.status_code == 413
-        assert (
-            client.post(
-                "/ingest/upload", params={"collection": "up", "filename": "x.exe"}, content=b"1"
-            ).status_code
-            == 422
+        not_archive = client.post(
+            "/ingest/upload",
+            params={"collection": "up", "filename": "x.exe"},
+            content=b"1",
+            headers={"content-type": "application/octet-stream"},
         )
+        assert not_archive.status_code == 422
     uploads = Path(env["PIXSEEK_DATA_DIR"]) / "uploads"
     assert len(list(uploads.glob("*/*"))) == 1  # the refused uploads left nothing behind
 
 
 def test_store_routes_need_the_local_secret(served):
     url, _, _ = served
-    answer = httpx.post(f"{url}/_store/list_collections", json={})
-    assert answer.status_code == 403
-    wrong = httpx.post(
-        f"{url}/_store/list_collections", json={}, headers={"X-Pixseek-Local": "guess"}
-    )
-    assert wrong.status_code == 403
+    # Refused before the body is read: nothing here is ever unpickled.
+    for headers in ({}, {"X-Pixseek-Local": "guess"}):
+        for route in ("call", "scroll"):
+            answer = httpx.post(f"{url}/_store/{route}", content=b"\x80junk", headers=headers)
+            assert answer.status_code == 403, (route, answer.text)
     assert "/_store" not in json.dumps(httpx.get(f"{url}/openapi.json").json()["paths"])
 
 
@@ -256,3 +261,24 @@ def test_server_file_claim_liveness_and_stale_files(tmp_path: Path):
     with pytest.raises(AlreadyServing, match="already running"):
         claim(tmp_path, "http://127.0.0.1:3")
     again.release()
+
+
+def test_ingest_job_cancel_keeps_what_was_stored(served):
+    url, _, root = served
+    _copy_images(root / "many", 200)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        started = client.post("/ingest", json={"paths": [str(root / "many")], "collection": "c"})
+        job_url = f"/ingest/{started.json()['job_id']}"
+        deadline = time.monotonic() + 120
+        while client.get(job_url).json()["state"] != "INGESTING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cancelled = client.delete(job_url).json()
+        assert cancelled["progress"].get("cancel_requested") or cancelled["state"] == "REVOKED"
+        job = _wait_job(client, job_url)
+        assert job["state"] == "REVOKED" and job["status"] == "cancelled"
+        assert client.get(f"{job_url}/result").status_code == 409
+        stored = client.get("/collections/c")
+        assert stored.status_code in (200, 404)  # created or not yet, never half-made
+        if stored.status_code == 200:
+            assert stored.json()["points"] < 200
+        assert client.get("/ingest/00000000-0000-0000-0000-000000000000").status_code == 404

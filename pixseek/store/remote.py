@@ -2,35 +2,69 @@
 
 The embedded store can be open in one process only. While `pixseek serve` runs on a data dir,
 `open_store` in every other local process (`pixseek ingest`, `search`, `collections`, workers)
-returns a RemoteStore: the same VectorStore interface, each call sent to the server's private
-/_store routes with the data dir's secret (pixseek/serverfile.py). The command itself runs as
-it does alone (same code, output, progress and exit codes); only the store calls travel.
+returns a RemoteStore: every VectorStore method, sent to the server's private /_store routes
+with the data dir's secret (pixseek/serverfile.py) and run there on the server's own store. The
+command itself runs as it does alone (same code, output, progress and exit codes); only the
+store calls travel.
+
+Calls and results travel pickled: both ends are pixseek processes of the same user on the same
+machine (the secret is readable by that user only, and the server refuses calls without it), and
+any method a store backend gains works remotely without a codec of its own. Errors come back as
+their class and message and are raised again here, so a delegated command exits as one run alone.
 """
 
 from __future__ import annotations
 
-import json
+import pickle
+import struct
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
-from qdrant_client import models
 
-from pixseek.errors import ServiceUnavailable
+import pixseek.errors as errors_module
+from pixseek.errors import PixseekError, ServiceUnavailable
 from pixseek.serverfile import SECRET_HEADER, ServerAddress
-from pixseek.store import wire
-from pixseek.store.base import (
-    CollectionInfo,
-    Hit,
-    IndexStatus,
-    PointRecord,
-    SearchRequest,
-    StoredPoint,
-    check_collection_name,
-)
-from pixseek.store.options import StorageOptions
 
-UPSERT_BATCH = 256  # points per request: ~1.5 MB of JSON at 512 dimensions
+MEDIA_TYPE = "application/vnd.pixseek.store-call"  # not JSON: the public JSON guard skips it
+RETRIES = 3
+UPSERT_BATCH = 1000  # points per request: ~2.5 MB at 512 dimensions with payloads
+# Methods that never travel: the server's store stays open for everyone else.
+LOCAL_ONLY = frozenset({"close"})
+
+
+def encode_error(exc: PixseekError) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "detail": exc.message, "hint": exc.hint}
+
+
+def decode_error(data: dict[str, Any], status: int) -> PixseekError:
+    """The same error class the server raised (its base class when this side lacks it)."""
+    cls = getattr(errors_module, str(data.get("error")), None)
+    if not (isinstance(cls, type) and issubclass(cls, PixseekError)):
+        cls = ServiceUnavailable if status >= 500 else errors_module.UserError
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, str(data.get("detail") or f"the server answered {status}"))
+    exc.hint = data.get("hint")
+    return exc
+
+
+def read_frames(chunks: Iterator[bytes]) -> Iterator[Any]:
+    """Length-prefixed pickles (4-byte big-endian size, then the pickle), as /_store/scroll sends."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= 4:
+            (size,) = struct.unpack(">I", buffer[:4])
+            if len(buffer) < 4 + size:
+                break
+            yield pickle.loads(buffer[4 : 4 + size])
+            buffer = buffer[4 + size :]
+
+
+def frame(value: Any) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return struct.pack(">I", len(data)) + data
 
 
 class RemoteStore:
@@ -38,106 +72,78 @@ class RemoteStore:
         self.address = address
         self.client = httpx.Client(
             base_url=f"{address.url}/_store",
-            headers={SECRET_HEADER: address.secret},
+            headers={SECRET_HEADER: address.secret, "content-type": MEDIA_TYPE},
             timeout=httpx.Timeout(timeout, connect=10.0),
+            # uvicorn closes idle connections after 5 s: never reuse one that old.
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
-    def _post(self, op: str, **body: Any) -> Any:
-        try:
-            response = self.client.post(f"/{op}", json=body)
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(
-                f"the pixseek server at {self.address.url} (pid {self.address.pid}) holds this "
-                f"data dir but did not answer: {exc}"
-            ) from None
-        return self._result(response)
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
 
-    def _result(self, response: httpx.Response) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(method, args, kwargs)
+
+        call.__name__ = method
+        return call
+
+    def _send(self, path: str, content: bytes, stream: bool = False) -> httpx.Response:
+        for attempt in range(RETRIES + 1):
+            try:
+                request = self.client.build_request("POST", path, content=content)
+                return self.client.send(request, stream=stream)
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # A kept-alive connection the server closed meanwhile (idle timeout): store
+                # writes are idempotent by point id, so sending the call again is safe.
+                if attempt == RETRIES:
+                    raise self._unreachable(exc) from None
+                time.sleep(0.2 * (attempt + 1))
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"the pixseek server at {self.address.url} (pid {self.address.pid}) holds this "
+            f"data dir but did not answer: {exc}"
+        )
+
+    def _raise_for(self, response: httpx.Response) -> None:
         if response.status_code >= 400:
             try:
                 data = response.json()
             except ValueError:
                 data = {"detail": response.text[:200]}
-            raise wire.error_in(data, response.status_code)
-        return response.json()
+            raise decode_error(data, response.status_code)
 
-    def list_collections(self) -> list[CollectionInfo]:
-        return [wire.info_in(i) for i in self._post("list_collections")]
+    def _call(self, method: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        if method in LOCAL_ONLY:
+            return None
+        body = pickle.dumps((method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        response = self._send("/call", body)
+        self._raise_for(response)
+        return pickle.loads(response.content)
 
-    def get_collection(self, name: str) -> CollectionInfo | None:
-        found = self._post("get_collection", name=check_collection_name(name))
-        return None if found is None else wire.info_in(found)
-
-    def create_collection(
-        self,
-        name: str,
-        vectors: dict[str, int],
-        metadata: dict[str, Any],
-        storage: StorageOptions | None = None,
-    ) -> CollectionInfo:
-        storage_dict = (storage or StorageOptions()).as_dict()
-        created = self._post(
-            "create_collection", name=name, vectors=vectors, metadata=metadata, storage=storage_dict
-        )
-        return wire.info_in(created)
-
-    def drop_collection(self, name: str) -> bool:
-        return bool(self._post("drop_collection", name=name))
-
-    def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+    def upsert(self, name: str, points: Sequence[Any]) -> None:
+        # In slices, so no request body nears the server's size limit.
         for start in range(0, len(points), UPSERT_BATCH):
-            batch = [wire.point_out(p) for p in points[start : start + UPSERT_BATCH]]
-            self._post("upsert", name=name, points=batch)
+            self._call("upsert", (name, list(points[start : start + UPSERT_BATCH])), {})
 
-    def set_payload(self, name: str, point_id: str, payload: dict[str, Any]) -> None:
-        self._post("set_payload", name=name, point_id=point_id, payload=payload)
-
-    def delete(self, name: str, ids: Sequence[str]) -> None:
-        if ids:
-            self._post("delete", name=name, ids=list(ids))
-
-    def retrieve(
-        self, name: str, ids: Sequence[str], with_vectors: bool = False
-    ) -> list[StoredPoint]:
-        found = self._post("retrieve", name=name, ids=list(ids), with_vectors=with_vectors)
-        return [wire.stored_in(p) for p in found]
-
-    def scroll(
-        self,
-        name: str,
-        fields: Sequence[str] | None = None,
-        filter: models.Filter | None = None,
-        page_size: int = 1000,
-    ) -> Iterator[StoredPoint]:
-        body = {
-            "name": name,
-            "fields": None if fields is None else list(fields),
-            "filter": wire.filter_out(filter),
-            "page_size": page_size,
-        }
+    def scroll(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Streamed page by page: a million points never sit in memory at once."""
+        body = pickle.dumps(("scroll", args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        response = self._send("/scroll", body, stream=True)
         try:
-            with self.client.stream("POST", "/scroll", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    self._result(response)
-                for line in response.iter_lines():
-                    if line:
-                        yield wire.stored_in(json.loads(line))
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            for page in read_frames(response.iter_bytes()):
+                yield from page
         except httpx.HTTPError as exc:
-            raise ServiceUnavailable(
-                f"the pixseek server at {self.address.url} stopped answering: {exc}"
-            ) from None
-
-    def count(self, name: str, filter: models.Filter | None = None) -> int:
-        return int(self._post("count", name=name, filter=wire.filter_out(filter)))
-
-    def search(self, name: str, request: SearchRequest) -> list[Hit]:
-        found = self._post("search", name=name, request=wire.request_out(request))
-        return [wire.hit_in(h) for h in found]
-
-    def optimize(self, name: str) -> IndexStatus:
-        """The server builds the index in the background: this reports where it stands."""
-        return wire.index_in(self._post("optimize", name=name))
+            raise self._unreachable(exc) from None
+        finally:
+            response.close()
 
     def close(self) -> None:
         self.client.close()
