@@ -154,7 +154,9 @@ async def search(request: Request) -> SearchOut:
 
 
 def _needs_model(spec: QuerySpec) -> bool:
-    return any(isinstance(t, Composed) or t.kind != "point" for t in spec.terms)
+    return any(
+        isinstance(t, Composed) or t.kind not in ("point", "ocr", "keyword") for t in spec.terms
+    )
 
 
 def ensure_model(encoder: QueryEncoder) -> None:
@@ -198,6 +200,8 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
         threshold=body.threshold,
         max_pixels=svc.settings.max_image_pixels,
         collapse=body.collapse,
+        mode=body.mode,
+        fusion=body.hybrid_fusion,
     )
     more = len(hits) == body.limit and body.offset + body.limit <= MAX_OFFSET
     return SearchOut(

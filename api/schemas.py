@@ -75,6 +75,15 @@ class SearchBody(BaseModel):
     collapse: Literal["near"] | None = Field(
         None, description="`near`: one hit per near-duplicate group, with `group_size`."
     )
+    mode: Literal["auto", "dense", "keyword", "hybrid"] = Field(
+        "auto",
+        description="dense: CLIP; keyword: BM25 over OCR text, captions, labels, file names; "
+        "hybrid: both fused in one query; auto: hybrid for plain text on collections with OCR "
+        'text. `ocr:"..."` / `text:"..."` terms in `q` are keyword terms.',
+    )
+    hybrid_fusion: Literal["rrf", "dbsf"] = Field(
+        "rrf", description="How hybrid mode fuses the rankings: reciprocal rank or DBSF."
+    )
 
 
 class HitOut(BaseModel):

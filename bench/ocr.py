@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -30,10 +29,9 @@ from typing import Any
 
 from PIL import Image
 
+from bench._common import RESULTS, cpu, load
 from bench.ocr_set import build
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -230,7 +228,8 @@ def search_markdown(search: dict) -> list[str]:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    info = cpu()
+    return f"{info['cpu']}, {info['cpus']} cores"
 
 
 def main() -> None:
@@ -250,7 +249,7 @@ def main() -> None:
         "words": len(word_rows(truth)),
         "fonts": truth["fonts"],
         "machine": machine(),
-        "load": os.getloadavg()[0],
+        "load": load(),
     }
     if args.part in ("all", "ocr"):
         result["ocr"] = ocr_quality(args.set, truth)
@@ -259,7 +258,7 @@ def main() -> None:
         from bench.ocr_search import search_part
 
         result["search"] = search_part(args.set, truth, args.rounds)
-    result["load_after"] = os.getloadavg()[0]
+    result["load_after"] = load()
     write_report(result)
 
 

@@ -14,6 +14,7 @@ from pixseek.search.query import QueryInput, build_query, parse_query_text
 from pixseek.errors import UserError
 from pixseek.keywords import file_name_words, keyword_text, with_keywords
 from pixseek.store.base import CLIP_VECTOR, TEXT_VECTOR, PointRecord
+from tests.test_api import api_env  # noqa: F401  (the shared coco collection)
 
 DOCS = {
     "exit": {"source": "road/IMG_01.jpg", "ocr": "EXIT 12\nHarbour Road", "labels": ["car"]},
@@ -166,3 +167,23 @@ def _create_without_index(store, name: str) -> None:
     else:
         params = models.VectorParams(size=4, distance=models.Distance.COSINE)
         store.client.create_collection(name, vectors_config={CLIP_VECTOR: params})
+
+
+def test_api_mode_field_keyword_and_hybrid(api_env):  # noqa: F811 (fixture)
+    """coco_mini through the HTTP API: captions and labels are in the keyword index at ingest."""
+    from tests.test_api import make_client
+
+    with make_client(api_env) as client:
+        body = {"collection": "coco", "q": "giraffe", "mode": "keyword", "limit": 5}
+        response = client.post("/search", json=body)
+        assert response.status_code == 200, response.text
+        hits = response.json()["hits"]
+        assert hits and all("giraffe" in h["payload"]["keywords"].lower() for h in hits)
+        assert all(h["payload"]["keywords"] for h in hits)
+        body = {**body, "mode": "hybrid", "hybrid_fusion": "dbsf"}
+        assert client.post("/search", json=body).status_code == 200
+        body = {**body, "mode": "keyword", "threshold": 0.1}
+        response = client.post("/search", json=body)
+        assert response.status_code == 422 and "threshold" in response.json()["detail"]
+        response = client.post("/search", json={**body, "mode": "sparse"})
+        assert response.status_code == 422

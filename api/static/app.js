@@ -57,6 +57,25 @@ function labelsOf(payload) {
   return Array.isArray(labels) ? labels.join(", ") : labels ? String(labels) : "";
 }
 
+// The query's words, for highlighting them in the OCR text (ocr:"..." / text:"..." unwrapped).
+function queryWords() {
+  const q = (state.body && state.body.q) || "";
+  return q.replace(/\b(ocr|text):/gi, " ").toLowerCase().split(/[^\p{L}\p{N}]+/u)
+    .filter((w) => w.length > 1);
+}
+
+// The OCR text with the query's words wrapped in <mark> (text nodes only: no HTML injection).
+function ocrText(text) {
+  const box = el("span", "ocr");
+  const words = new Set(queryWords());
+  text.split(/([\p{L}\p{N}]+)/u).forEach((part) => {
+    if (words.has(part.toLowerCase())) box.appendChild(el("mark", null, part));
+    else box.appendChild(document.createTextNode(part));
+  });
+  box.title = "text read in the image (OCR)";
+  return box;
+}
+
 function card(hit) {
   const figure = el("figure", "card");
   figure.dataset.id = hit.id;
@@ -74,6 +93,8 @@ function card(hit) {
   caption.appendChild(el("span", "source", hit.source || hit.id));
   const labels = labelsOf(hit.payload || {});
   if (labels) caption.appendChild(el("span", "labels", labels));
+  const ocr = (hit.payload || {}).ocr;
+  if (typeof ocr === "string" && ocr.trim()) caption.appendChild(ocrText(ocr.replace(/\n/g, " · ")));
   if (hit.group_size > 1) {
     const n = hit.group_size - 1;
     caption.appendChild(el("span", "group", `+${n} near duplicate${n === 1 ? "" : "s"}`));
@@ -108,6 +129,7 @@ function searchBody() {
   };
   if (state.like) body.like = [state.like.id];
   if ($("collapse").checked) body.collapse = "near";
+  if ($("mode").value !== "auto") body.mode = $("mode").value;
   return body;
 }
 
