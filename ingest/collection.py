@@ -21,6 +21,7 @@ from pixseek.store import CollectionInfo, VectorStore
 
 PAYLOAD_SCHEMA = 2
 SCHEMA_KEY = "payload_schema"
+ROOTS_KEY = "roots"
 
 
 def schema_of(info: CollectionInfo) -> int:
@@ -62,6 +63,17 @@ def get_or_create(
             raise
         return info
     return None
+
+
+def record_roots(store: VectorStore, name: str, roots: set[str]) -> None:
+    """Remember the folders and archives ingested into the collection: `collections repair`
+    names them, since ingesting them again restores points that could not be read."""
+    info = store.get_collection(name)
+    if info is None:
+        return
+    known = set(info.metadata.get(ROOTS_KEY, []))
+    if not roots <= known:
+        store.update_metadata(name, {**info.metadata, ROOTS_KEY: sorted(known | roots)})
 
 
 def migrate(store: VectorStore, name: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixseek.ingest.collection import open_for_ingest
+from pixseek.ingest.collection import open_for_ingest, record_roots
 from pixseek.ingest.embed import EmbedOutcome, Hashed, Writer, embed_and_write
 from pixseek.ingest.labels import LabelIndex
 from pixseek.ingest.plan import LOCATION_FIELDS, Plan, plan, point_id_for
@@ -127,8 +127,10 @@ def run_ingest(
         writer.finish()  # interrupted or not: store the batches already embedded
     _count(summary, outcome)
     _copy_identical(store, options.collection, state, outcome, summary)
-    roots = {root_of(path) for path in inputs} if options.prune else set()
-    _delete_superseded(store, options.collection, state, work, outcome, roots, summary)
+    roots = {root_of(path) for path in inputs}
+    prune_roots = roots if options.prune else set()
+    _delete_superseded(store, options.collection, state, work, outcome, prune_roots, summary)
+    record_roots(store, options.collection, roots)
     summary.seconds = time.perf_counter() - started
     if _should_optimize(store, summary, options):
         optimize_started = time.perf_counter()
@@ -214,10 +216,12 @@ def _delete_superseded(
 def _should_optimize(store: VectorStore, summary: IngestSummary, options: IngestOptions) -> bool:
     if options.optimize is not None:
         return options.optimize
+    info = store.get_collection(options.collection)
+    if info is not None and info.index_pending:  # a build was interrupted (kill -9): resume it
+        return True
     changed = (
         summary.added + summary.updated + summary.duplicates + summary.replaced + summary.pruned
     )
     if not changed:
         return False
-    info = store.get_collection(options.collection)
     return info is not None and info.points >= AUTO_OPTIMIZE_POINTS

@@ -1,9 +1,11 @@
-"""`pixseek collections [...]`: list, drop and index collections."""
+"""`pixseek collections [...]`: list, drop, index, check, repair, snapshot, restore and migrate
+collections."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -19,12 +21,22 @@ def collections_command(ctx: click.Context, as_json: bool) -> None:
         return
     from pixseek.store import open_store
 
-    infos = open_store(settings_from(ctx)).list_collections()
+    all_infos = open_store(settings_from(ctx)).list_collections()
+    infos = [info for info in all_infos if info.error is None]
+    damaged = [info for info in all_infos if info.error is not None]
+    for info in damaged:  # listed after the others, on stderr, and the exit code says so
+        click.echo(f"pixseek: error: {info.error}", err=True)
     if as_json:
         for info in infos:
             record = {"name": info.name, "points": info.points, "vectors": info.vectors}
             click.echo(json.dumps({**record, "storage": info.storage.as_dict()}))
+        for info in damaged:
+            click.echo(json.dumps({"name": info.name, "error": info.error}))
+        if damaged:
+            ctx.exit(2)
         return
+    if not infos and damaged:
+        ctx.exit(2)
     if not infos:
         click.echo("no collections yet; create one with `pixseek ingest PATH --collection NAME`")
         return
@@ -32,6 +44,8 @@ def collections_command(ctx: click.Context, as_json: bool) -> None:
     for info in infos:
         vectors = ", ".join(f"{k}:{v}" for k, v in info.vectors.items())
         click.echo(f"{info.name:24} {info.points:>9}  {vectors:24} {info.storage.describe()}")
+    if damaged:
+        ctx.exit(2)
 
 
 @collections_command.command("drop")
@@ -76,3 +90,96 @@ def optimize_command(ctx: click.Context, name: str) -> None:
     started = time.perf_counter()
     status = open_store(settings_from(ctx)).optimize(name)
     click.echo(f"{name}: {status.describe()} ({time.perf_counter() - started:.1f}s)")
+
+
+def _edge_store(ctx: click.Context, command: str):
+    """The embedded store, or a one-line error: a Qdrant server looks after its own storage."""
+    from pixseek.errors import InputError
+    from pixseek.store import open_store
+    from pixseek.store.edge import EdgeStore
+
+    store = open_store(settings_from(ctx))
+    if not isinstance(store, EdgeStore):
+        raise InputError(
+            f"`collections {command}` works on the embedded store; a Qdrant server keeps and "
+            "checks its own storage (use its snapshot API: POST /collections/NAME/snapshots)"
+        )
+    return store
+
+
+@collections_command.command("check")
+@click.argument("name")
+@click.pass_context
+def check_command(ctx: click.Context, name: str) -> None:
+    """Read every point of collection NAME and verify it (exit 2 when damaged)."""
+    from pixseek.store.edge_repair import check
+
+    report = check(_edge_store(ctx, "check"), name)
+    if report.ok:
+        click.echo(f"{name}: ok, {report.points} points read and verified")
+        return
+    for problem in report.problems:
+        click.echo(f"pixseek: error: {problem}", err=True)
+    click.echo(f"run `pixseek collections repair {name}` to rebuild what can be read", err=True)
+    ctx.exit(2)
+
+
+@collections_command.command("repair")
+@click.argument("name")
+@click.pass_context
+def repair_command(ctx: click.Context, name: str) -> None:
+    """Rebuild collection NAME from the points that can still be read; re-ingesting its roots
+    restores the rest (point ids derive from content and location)."""
+    from pixseek.store.edge_repair import repair
+
+    report = repair(_edge_store(ctx, "repair"), name)
+    for note in report.notes:
+        click.echo(f"  {note}", err=True)
+    click.echo(report.describe())
+
+
+@collections_command.command("snapshot")
+@click.argument("name")
+@click.argument("target", type=click.Path(path_type=Path), default=Path("."))
+@click.pass_context
+def snapshot_command(ctx: click.Context, name: str, target: Path) -> None:
+    """Write a snapshot of collection NAME (a .tar) to TARGET (a file or a folder)."""
+    from pixseek.store.edge_repair import snapshot
+
+    written = snapshot(_edge_store(ctx, "snapshot"), name, target)
+    click.echo(f"{name}: snapshot written to {written}")
+
+
+@collections_command.command("restore")
+@click.argument("name")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Replace an existing collection without asking.")
+@click.pass_context
+def restore_command(ctx: click.Context, name: str, source: Path, yes: bool) -> None:
+    """Replace (or create) collection NAME with the content of snapshot SOURCE."""
+    from pixseek.errors import InputError
+    from pixseek.store.edge_repair import restore
+
+    store = _edge_store(ctx, "restore")
+    if (store.root / name).exists() and not yes:
+        if not sys.stdin.isatty():
+            raise InputError(
+                f"not replacing {name!r}: stdin is not a terminal, so pixseek cannot ask; "
+                f"add --yes to replace collection {name!r} with {source}"
+            )
+        click.confirm(f"replace collection {name!r} with {source}?", abort=True)
+    points = restore(store, name, source)
+    click.echo(f"{name}: restored from {source}, {points} points")
+
+
+@collections_command.command("migrate")
+@click.argument("name")
+@click.pass_context
+def migrate_command(ctx: click.Context, name: str) -> None:
+    """Bring collection NAME to the current payload schema (ingest also does it by itself)."""
+    from pixseek.ingest.collection import migrate
+    from pixseek.store import open_store
+
+    store = open_store(settings_from(ctx))
+    click.echo(migrate(store, name))
+    store.close()
