@@ -32,6 +32,10 @@ from pixseek.errors import CollectionNotFound, InputError
 from pixseek.store import open_store
 
 BASELINE = "text"
+# Search modes as strategies (search/keyword.py): `dense` is the baseline's CLIP ranking, named
+# for side-by-side runs with `keyword` (BM25 over OCR text, captions, labels, file names) and
+# `hybrid` (both fused by RRF in one Qdrant query).
+SEARCH_MODES = ("dense", "keyword", "hybrid")
 Ranking = list[tuple[str, float]]
 
 
@@ -78,7 +82,7 @@ class EvalRun:
         return metric_names(self.ks)
 
     def best_generative_strategy(self) -> str | None:
-        candidates = [s for s in self.strategies if s != BASELINE]
+        candidates = [s for s in self.strategies if s != BASELINE and s not in SEARCH_MODES]
         if not candidates or not self.evaluated():
             return None
         return max(candidates, key=lambda s: self._mean(s, "AP"))
@@ -125,11 +129,11 @@ class EvalRun:
 
 def parse_strategies(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in FUSIONS]
+    unknown = [s for s in strategies if s not in FUSIONS and s not in SEARCH_MODES]
     if unknown or not strategies:
         raise InputError(
             f"unknown strategy {', '.join(unknown) or '(none)'}; use a comma-separated "
-            f"list of {', '.join(FUSIONS)}"
+            f"list of {', '.join([*FUSIONS, *SEARCH_MODES])}"
         )
     return list(dict.fromkeys(strategies))
 
@@ -188,7 +192,7 @@ def run_eval(
     check_model(info, encoder)
     depth = max(depth, max(ks))
     relevance = RelevanceIndex(store, collection)
-    generative = [s for s in strategies if s != BASELINE]
+    generative = [s for s in strategies if s != BASELINE and s not in SEARCH_MODES]
     run = EvalRun(collection, strategies, ks, count_missing)
     templates = encoder.templates
     for number, query in enumerate(queries, start=1):
@@ -198,7 +202,7 @@ def run_eval(
         if not result.n_relevant:
             continue
         for strategy in strategies:
-            if strategy == BASELINE:
+            if strategy == BASELINE or strategy in SEARCH_MODES:
                 hits = run_search(
                     store,
                     encoder,
@@ -206,6 +210,7 @@ def run_eval(
                     query.search_spec(wrap),
                     limit=depth,
                     max_pixels=settings.max_image_pixels,
+                    mode="dense" if strategy == BASELINE else strategy,
                 )
                 found = [(h.id, float(h.score), h.payload) for h in hits]
             else:

@@ -187,3 +187,19 @@ def test_api_mode_field_keyword_and_hybrid(api_env):  # noqa: F811 (fixture)
         assert response.status_code == 422 and "threshold" in response.json()["detail"]
         response = client.post("/search", json={**body, "mode": "sparse"})
         assert response.status_code == 422
+
+
+def test_eval_runs_dense_keyword_and_hybrid_side_by_side(api_env):  # noqa: F811 (fixture)
+    from pixseek.evaluation.queries import EvalQuery
+    from pixseek.evaluation.runner import parse_strategies, run_eval
+
+    from pixseek.config import load_settings
+
+    strategies = parse_strategies("text,dense,keyword,hybrid")
+    queries = [EvalQuery(id=w, text=w, label=w) for w in ("giraffe", "elephant", "zebra", "pizza")]
+    run = run_eval(load_settings(api_env), "coco", queries, strategies, [5])
+    mean = {s: sum(r.metrics[s]["P@5"] for r in run.evaluated()) / 4 for s in strategies}
+    assert mean["dense"] == mean["text"]  # dense is the baseline's ranking, named as a mode
+    # Labels and captions are in the keyword index; the CLIP model here has random weights.
+    assert mean["keyword"] >= 0.6 > mean["text"]
+    assert mean["hybrid"] > mean["text"]
