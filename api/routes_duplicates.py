@@ -19,7 +19,7 @@ from pixseek.search.duplicates import DuplicateOptions, DuplicateReport, find_du
 from pixseek.search.filters import compile_filters
 from pydantic import BaseModel, Field
 
-from pixseek.errors import CollectionNotFound, InputError
+from pixseek.errors import CollectionNotFound
 from pixseek.store.base import check_collection_name
 
 router = APIRouter(tags=["collections"])
@@ -101,13 +101,7 @@ async def duplicates(
     """Duplicate groups, largest first, each with its suggested keeper and the reason."""
     check_collection_name(collection)
     options = DuplicateOptions(tier=tier, filter=compile_filters(where, "where"))
-    if threshold is not None:
-        if tier == "near":
-            if threshold != int(threshold):
-                raise InputError("near threshold: a whole number of bits (0-32)")
-            options.max_distance = int(threshold)
-        else:
-            options.similarity = threshold
+    options.with_threshold(threshold)
     options.confirm = None if no_confirm else (confirm if confirm is not None else options.confirm)
     options.time_window = time_window
     options.validated()

@@ -13,6 +13,7 @@ count, then the oldest (`taken`, else the file's mtime), then the shortest path.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,20 @@ class DuplicateOptions:
     neighbours: int = 64  # per query; a group larger than this still joins through its members
     batch_size: int = 256
     filter: models.Filter | None = None
+
+    def with_threshold(self, threshold: float | None) -> DuplicateOptions:
+        """--threshold / ?threshold=: hash bits for `near`, a cosine for `similar`."""
+        if threshold is None:
+            return self
+        if not math.isfinite(threshold):
+            raise InputError("the threshold must be a finite number")
+        if self.tier == "near":
+            if threshold != int(threshold):
+                raise InputError("the near threshold is a whole number of hash bits (0-32)")
+            self.max_distance = int(threshold)
+        else:
+            self.similarity = threshold
+        return self
 
     def validated(self) -> DuplicateOptions:
         if self.tier not in TIERS:

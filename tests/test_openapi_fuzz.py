@@ -31,6 +31,7 @@ OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/collections"),
     ("GET", "/collections/{collection}"),
+    ("GET", "/collections/{collection}/duplicates"),
     ("POST", "/search"),
     ("GET", "/images/{collection}/{point_id}"),
     ("GET", "/images/{collection}/{point_id}/thumbnail"),

@@ -84,13 +84,7 @@ def duplicates_command(
         for failure in result.failed[:10]:
             click.echo(f"  failed: {failure['source']}: {failure['reason']}", err=True)
     options = dup.DuplicateOptions(tier=tier, filter=compile_filters(where))
-    if threshold is not None:
-        if tier == "near":
-            if threshold != int(threshold):
-                raise click.BadParameter("near: a whole number of bits", param_hint="--threshold")
-            options.max_distance = int(threshold)
-        else:
-            options.similarity = threshold
+    options.with_threshold(threshold)
     if no_confirm:
         options.confirm = None
     elif confirm is not None:
