@@ -62,11 +62,13 @@ def eval_command(
     from pixseek.evaluation.queries import load_queries
     from pixseek.evaluation.report import write_all
     from pixseek.evaluation.runner import parse_ks, parse_strategies, run_eval
+    from pixseek.search.text_encoder import warm_text_model
 
     settings = settings_from(ctx)
     chosen = parse_strategies(strategies)
     cutoffs = parse_ks(ks)
     queries = load_queries(Path(queries_file))
+    warm_text_model(settings)  # a batch command: the text tower is ready before the first query
     if max_queries > 0:
         queries = queries[:max_queries]
     run = run_eval(
@@ -275,6 +277,9 @@ def eval_research_command(
     click.echo(research.plan_text(planned))
     if dry_run:
         return
+    from pixseek.search.text_encoder import warm_text_model
+
+    warm_text_model(settings_from(ctx))  # as `pixseek eval`
     paths = research.run_research(
         settings_from(ctx),
         datasets,
