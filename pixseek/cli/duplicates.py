@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -63,8 +64,6 @@ def duplicates_command(
     update_hashes: bool,
 ) -> None:
     """Find duplicate groups in a collection, each with a suggested keeper and the reason."""
-    import json
-
     from pixseek.search import duplicates as dup
     from pixseek.search import duplicates_render as render
     from pixseek.search.filters import compile_filters
@@ -73,16 +72,7 @@ def duplicates_command(
     settings = settings_from(ctx)
     store = open_store(settings)
     if update_hashes:
-        from pixseek.ingest.hashes import update_hashes as run_update
-
-        result = run_update(store, collection, settings.max_image_pixels)
-        line = (
-            f"hashes: {result.hashed} computed, {result.from_payload} from payload, "
-            f"{len(result.failed)} failed" + (", phash vector added" if result.vector_added else "")
-        )
-        click.echo(line if not as_json else json.dumps(result.as_dict()), err=not as_json)
-        for failure in result.failed[:10]:
-            click.echo(f"  failed: {failure['source']}: {failure['reason']}", err=True)
+        update_hashes_and_report(store, collection, settings.max_image_pixels, as_json)
     options = dup.DuplicateOptions(tier=tier, filter=compile_filters(where))
     options.with_threshold(threshold)
     if no_confirm:
@@ -102,3 +92,19 @@ def duplicates_command(
         render.summary_line(report) + (f"; review page: {html_out}" if html_out else ""),
         err=as_json,
     )
+
+
+def update_hashes_and_report(store: Any, collection: str, max_pixels: int, as_json: bool) -> None:
+    """The hash pass of `--update-hashes` and `pixseek enrich hashes`, and its one line."""
+    import json
+
+    from pixseek.ingest.hashes import update_hashes
+
+    result = update_hashes(store, collection, max_pixels)
+    line = (
+        f"{collection}: hashes {result.hashed} computed, {result.from_payload} from payload, "
+        f"{len(result.failed)} failed" + (", phash vector added" if result.vector_added else "")
+    )
+    click.echo(json.dumps(result.as_dict()) if as_json else line, err=not as_json)
+    for failure in result.failed[:10]:
+        click.echo(f"  failed: {failure['source']}: {failure['reason']}", err=True)

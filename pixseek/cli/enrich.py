@@ -41,6 +41,22 @@ def enrich_ocr_command(
     print_summary(summary, as_json)
 
 
+@enrich_command.command("hashes")
+@click.option("--collection", "-c", required=True, help="Collection to enrich.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def enrich_hashes_command(ctx: click.Context, collection: str, as_json: bool) -> None:
+    """Perceptual hashes (near duplicates, `--collapse near`) for points that have none; the
+    same pass as `pixseek duplicates --update-hashes`. A killed run resumes where it stopped."""
+    from pixseek.cli.duplicates import update_hashes_and_report
+    from pixseek.store import open_store
+
+    settings = settings_from(ctx)
+    store = open_store(settings)
+    update_hashes_and_report(store, collection, settings.max_image_pixels, as_json)
+    store.close()
+
+
 def enrich_ocr(
     store: VectorStore, settings: Settings, collection: str, workers: int | None = None
 ) -> EnrichSummary:
