@@ -47,7 +47,7 @@ def job_out(base: str, status: JobStatus, settings: Settings | None = None) -> J
         state=status.state,
         status=shown(status.describe()),
         finished=status.finished,
-        progress=status.meta or {},
+        progress={k: shown(v) if isinstance(v, str) else v for k, v in (status.meta or {}).items()},
         error=shown(status.error) if status.error else None,
         result_url=f"{base}/jobs/{status.job_id}/result" if done else None,
     )
@@ -105,7 +105,12 @@ def result(request: Request, job_id: str = JobParam) -> dict[str, Any]:
     hits = [
         hit_out(base, collection, hit.get("rank", 0), hit, show) for hit in found.get("hits") or []
     ]
-    return {**found, "generated": generated, "hits": [h.model_dump() for h in hits]}
+    named = {  # a local model directory or a warning may name server paths
+        "model": redact(str(found.get("model") or ""), svc.settings) or found.get("model"),
+        "warnings": [redact(str(w), svc.settings) for w in found.get("warnings") or []],
+    }
+    hits_out = [h.model_dump() for h in hits]
+    return {**found, **named, "generated": generated, "hits": hits_out}
 
 
 @router.get(

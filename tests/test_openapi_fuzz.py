@@ -40,6 +40,11 @@ OPERATIONS = [
     ("GET", "/jobs/{job_id}/result"),
     ("GET", "/jobs/{job_id}/images/{index}"),
     ("DELETE", "/jobs/{job_id}"),
+    ("POST", "/ingest"),  # PIXSEEK_INGEST_ROOTS unset here: refused (403) whatever the paths
+    ("POST", "/ingest/upload"),
+    ("GET", "/ingest/{job_id}"),
+    ("GET", "/ingest/{job_id}/result"),
+    ("DELETE", "/ingest/{job_id}"),
 ]
 CHECKS = [
     checks.not_a_server_error,
