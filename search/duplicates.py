@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from pixseek.errors import InputError, Misconfigured
+from pixseek.errors import CollectionNotFound, InputError, Misconfigured
 from pixseek.phash import (
     PHASH_VECTOR,
-    distance_for_score,
     from_hex,
     hamming,
     score_for_distance,
@@ -244,8 +243,6 @@ def find_duplicates(
     started = time.perf_counter()
     info = store.get_collection(collection)
     if info is None:
-        from pixseek.errors import CollectionNotFound
-
         raise CollectionNotFound(collection)
     report = DuplicateReport(collection=collection, tier=options.tier)
     payloads = {p.id: p.payload for p in store.scroll(collection, FIELDS, options.filter)}
@@ -317,8 +314,3 @@ def find_duplicates(
     report.groups.sort(key=lambda g: (-len(g.points), str(g.points[0].get("source"))))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def near_distance(score: float) -> int:
-    """Hamming bits of a `phash` search score (1 - bits/32)."""
-    return distance_for_score(score)
