@@ -48,7 +48,9 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        timed = _TimedReceive(receive, self.settings)
+        # An archive for POST /ingest/upload may take long to arrive: only silence times it out.
+        whole = not scope["path"].endswith("/ingest/upload")
+        timed = _TimedReceive(receive, self.settings, whole)
         if not _is_json(scope):
             await self.app(scope, timed, send)  # multipart: parsed by the route, in chunks
             return
@@ -113,9 +115,9 @@ def _json_too_large(limit: int) -> PixseekError:
 class _TimedReceive:
     """`receive` with a deadline for the whole body and a limit on silence between chunks."""
 
-    def __init__(self, receive: Receive, settings: Settings) -> None:
+    def __init__(self, receive: Receive, settings: Settings, whole: bool = True) -> None:
         self.receive = receive
-        self.total = settings.api_body_timeout_s
+        self.total = settings.api_body_timeout_s if whole else float("inf")
         self.idle = settings.api_read_timeout_s
         self.deadline = time.monotonic() + self.total
         self.done = False

@@ -22,7 +22,7 @@ _BYTE_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
 @dataclass(frozen=True)
 class JsonShape:
     depth: int  # deepest nesting of arrays and objects (a bare scalar is 0)
-    members: int  # array items plus object members, all levels together
+    members: int  # array items plus object members, all levels (an empty container counts 1)
 
 
 def json_shape(text: str | bytes, max_depth: int, max_members: int) -> JsonShape:

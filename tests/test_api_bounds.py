@@ -226,3 +226,17 @@ def test_error_lines_name_no_server_folder(api_env):
         import shutil
 
         shutil.rmtree(broken)
+
+
+def test_json_shape_scan_skips_strings_and_stops_early():
+    from pixseek.jsonscan import json_shape
+
+    text = '{"a": "[[[{{{,,,\\"]]", "b": [1, 2, [3]], "c": {}}'
+    assert json.loads(text)  # valid JSON, brackets and escaped quotes inside a string
+    shape = json_shape(text, 10, 100)
+    # 7 members (a, b, c; 1, 2, [3]; 3), counted from the commas and containers: an empty
+    # container counts as one, so the count is an upper bound
+    assert (shape.depth, shape.members) == (3, 8)
+    assert json_shape(text.encode(), 10, 100) == shape
+    assert json_shape("[" * 10_000_000, 32, 100).depth == 33  # stops at the first level over
+    assert json_shape("7", 1, 1).depth == 0
