@@ -203,3 +203,19 @@ def test_eval_runs_dense_keyword_and_hybrid_side_by_side(api_env):  # noqa: F811
     # Labels and captions are in the keyword index; the CLIP model here has random weights.
     assert mean["keyword"] >= 0.6 > mean["text"]
     assert mean["hybrid"] > mean["text"]
+
+
+def test_damaged_ocr_words_are_still_found_exact_ones_first(collection):
+    store, ids = collection
+    damaged, exact = str(uuid.uuid4()), str(uuid.uuid4())
+    points = [  # OCR clipped a letter / dropped a space; the other image reads "aspen" right
+        with_keywords(PointRecord(damaged, {CLIP_VECTOR: [0, 0, 1, 0]}, {"ocr": "podember aspe"})),
+        with_keywords(PointRecord(exact, {CLIP_VECTOR: [0, 0, 0, 1]}, {"ocr": "aspen grove"})),
+    ]
+    store.upsert("kw", points)
+    hits = run_search(store, None, "kw", parse_query_text("aspen"), mode="keyword")
+    assert [h.id for h in hits[:2]] == [exact, damaged]
+    hits = run_search(store, None, "kw", parse_query_text("ember"), mode="keyword")
+    assert hits[0].id == damaged  # inside "podember"
+    hits = run_search(store, None, "kw", parse_query_text("harbour"), mode="keyword")
+    assert [h.id for h in hits] == [ids["exit"]]  # no trigram noise for an exact word
