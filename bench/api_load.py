@@ -177,7 +177,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['p99_ms']:.1f} | {' / '.join(map(str, row['load_avg']))} |"
         )
     total = sum(row["errors"] for row in report["rows"])
-    lines += ["", f"Errors in all: {total}.", ""]
+    worst = max(row["load_avg"][0] for row in report["rows"])
+    lines += ["", f"Errors in all: {total}."]
+    if worst > 2 * report["machine"]["cpus"]:
+        lines += [
+            "",
+            f"The 1-minute load average reached {worst} on {report['machine']['cpus']} CPUs "
+            "(other sessions' test suites): latencies and req/s swing with it from row to row, "
+            "so read the error count and the order of magnitude, not ratios between rows.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
