@@ -23,13 +23,15 @@ from typing import Any
 from pixseek.ingest.collection import open_for_ingest, record_roots
 from pixseek.ingest.embed import EmbedOutcome, Hashed, Writer, embed_and_write
 from pixseek.ingest.labels import LabelIndex
-from pixseek.ingest.plan import LOCATION_FIELDS, Plan, plan, point_id_for
+from pixseek.ingest.plan import LOCATION_FIELDS, Fetch, Plan, plan, point_id_for
 from pixseek.ingest.sources import discover, resolve_inputs, root_of
 from pixseek.ingest.state import CollectionState
 
+from pixseek.errors import DiskFull, PixseekError
 from pixseek.media import is_archive
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.store import IndexStatus, PointRecord, VectorStore
+from pixseek.store.integrity import require_space
 
 __all__ = ["IngestOptions", "IngestSummary", "point_id_for", "run_ingest"]
 
@@ -37,6 +39,8 @@ __all__ = ["IngestOptions", "IngestSummary", "point_id_for", "run_ingest"]
 # bench/results/search.md), so `optimize=None` skips building it.
 AUTO_OPTIMIZE_POINTS = 20_000
 COPY_BATCH = 64
+# Disk use per stored point besides its vectors (payload, ids, payload indexes; measured ~5 KB).
+BYTES_PER_POINT = 8 * 1024
 
 
 @dataclass
@@ -108,10 +112,42 @@ def run_ingest(
     items = [item for path in inputs for item in discover(path)]
     work = plan(state, items, options.labels, options.labels_from_folders)
     summary.warnings.extend(work.warnings)
+    _preflight(store, embedders, work)
+    roots = {root_of(path) for path in inputs}
+    try:
+        outcome = _embed(store, embedders, state, work, options, on_progress)
+        _count(summary, outcome)
+        _copy_identical(store, options.collection, state, outcome, summary)
+        prune_roots = roots if options.prune else set()
+        _delete_superseded(store, options.collection, state, work, outcome, prune_roots, summary)
+        record_roots(store, options.collection, roots)
+    except DiskFull as exc:  # nothing was deleted yet: what is stored is whole and kept
+        stored = _points(store, options.collection) - len(state.ids)
+        device = exc.message.split(";")[0]  # "no space left on DEVICE (N MB free, ...)"
+        raise DiskFull(
+            f"{device}; {max(0, stored)} points of this run are stored, nothing is damaged: "
+            "rerun when space is free to store the rest"
+        ) from None
+    summary.seconds = time.perf_counter() - started
+    if _should_optimize(store, summary, options):
+        optimize_started = time.perf_counter()
+        summary.index = store.optimize(options.collection)
+        summary.optimize_seconds = time.perf_counter() - optimize_started
+    return summary
+
+
+def _embed(
+    store: VectorStore,
+    embedders: ImageEmbedders,
+    state: CollectionState,
+    work: Plan,
+    options: IngestOptions,
+    on_progress: Callable[[int, int], None] | None,
+) -> EmbedOutcome:
     writer = Writer()
     writer.start()
     try:
-        outcome = embed_and_write(
+        return embed_and_write(
             store,
             embedders,
             state,
@@ -125,18 +161,24 @@ def run_ingest(
         )
     finally:
         writer.finish()  # interrupted or not: store the batches already embedded
-    _count(summary, outcome)
-    _copy_identical(store, options.collection, state, outcome, summary)
-    roots = {root_of(path) for path in inputs}
-    prune_roots = roots if options.prune else set()
-    _delete_superseded(store, options.collection, state, work, outcome, prune_roots, summary)
-    record_roots(store, options.collection, roots)
-    summary.seconds = time.perf_counter() - started
-    if _should_optimize(store, summary, options):
-        optimize_started = time.perf_counter()
-        summary.index = store.optimize(options.collection)
-        summary.optimize_seconds = time.perf_counter() - optimize_started
-    return summary
+
+
+def _preflight(store: VectorStore, embedders: ImageEmbedders, work: Plan) -> None:
+    """Refuse a run that cannot fit on the embedded store's disk before embedding anything."""
+    root = getattr(store, "root", None)
+    if not isinstance(root, Path):
+        return  # a Qdrant server: its disk is not ours to measure
+    new = sum(isinstance(w, Fetch) for w in work.work)
+    per_point = BYTES_PER_POINT + 8 * sum(embedders.vector_sizes.values())
+    require_space(root, new * per_point, f"storing {new} new images")
+
+
+def _points(store: VectorStore, collection: str) -> int:
+    try:
+        info = store.get_collection(collection)
+    except PixseekError:
+        return 0
+    return info.points if info is not None else 0
 
 
 def _count(summary: IngestSummary, outcome: EmbedOutcome) -> None:

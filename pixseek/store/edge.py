@@ -10,6 +10,7 @@ process every EdgeStore shares the open shards, which are closed at exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
@@ -161,6 +162,7 @@ class EdgeStore:
         collection, the loser gets a one-line busy error (it used to remove the winner's shard
         while it was being created, as leftovers of an interrupted create)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        integrity.require_space(self.root, integrity.NEW_COLLECTION_BYTES, "a new collection")
         handle = os.open(self.root / f".{check_collection_name(name)}.lock", os.O_CREAT | os.O_RDWR)
         try:
             try:
@@ -195,6 +197,11 @@ class EdgeStore:
         for field_name, kind in PAYLOAD_INDEXES.items():
             shard.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
         shard.flush()
+        # The first load of a shard writes out its files in full (~160 MB for a new one, none
+        # on later loads): done now, while free space was checked, not by the next process to
+        # open it, which on a full disk would die of SIGBUS.
+        shard.close()
+        shard = qe.EdgeShard.load(str(directory / "shard"))
         with _open_lock:
             _open_shards[directory / "shard"] = shard
         tmp = directory / (META_FILE + ".tmp")
@@ -254,6 +261,9 @@ class EdgeStore:
             seal = meta.get(integrity.SEAL_KEY)
             if seal:
                 integrity.verify_files(name, directory / "shard", seal)
+            integrity.require_space(
+                directory, integrity.OPEN_BYTES, f"opening collection {name!r}", reserve=0
+            )
             try:
                 shard = qe.EdgeShard.load(str(directory / "shard"))
             except Exception as exc:
@@ -277,7 +287,9 @@ class EdgeStore:
                     raise
             _open_shards[directory / "shard"] = shard
             if seal:  # unsealed while open: a crash now must not look like damage later
-                _seal(directory / "shard", None, seal.get("points"))
+                # A full disk must not stop anyone reading the collection.
+                with contextlib.suppress(OSError):
+                    _seal(directory / "shard", None, seal.get("points"))
             return integrity.GuardedShard(shard, name, directory)
 
     # -- points ------------------------------------------------------------------------------

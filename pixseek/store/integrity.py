@@ -6,7 +6,8 @@ anything is served (a stat per file: cheap), then unseals it until the next clea
 process killed while it held the collection (kill -9, power loss) skips the size check next
 time instead of reporting its own unsealed writes as damage. `full_check` reads every point.
 
-Also here: orphaned temporary segments left by an interrupted index build are removed on open,
+Also here: writes stop with a one-line DiskFull while MIN_FREE_BYTES are still free (Edge's
+memory-mapped writes die of SIGBUS on a full disk); orphaned temporary segments left by an interrupted index build are removed on open,
 and errors raised by Qdrant Edge while serving are turned into one-line errors (a damaged file,
 or a full disk) instead of tracebacks.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +87,52 @@ def remove_orphans(shard_dir: Path) -> int:
     return removed
 
 
+# Qdrant Edge writes through memory-mapped files: on a full disk the kernel answers a write
+# with SIGBUS, which kills the process before any error can be reported. So writes stop while
+# this much space is still free, with a one-line DiskFull.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+NEW_COLLECTION_BYTES = 224 * 1024 * 1024  # measured: 29 MB to create, 161 MB at its first load
+OPEN_BYTES = 40 * 1024 * 1024  # loading a shard starts a new 32 MB write-ahead-log segment
+_WRITES = frozenset({"update", "optimize", "flush"})
+
+
+def mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    while not path.is_mount():
+        path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def require_space(
+    where: Path, needed: int = 0, what: str = "", reserve: int = MIN_FREE_BYTES
+) -> None:
+    """DiskFull unless `needed` bytes plus the reserve are free on the device holding `where`."""
+    free = free_bytes(where)
+    if free >= needed + reserve:
+        return
+    wanted = f"{what} needs about {_mb(needed)} MB" if needed else ""
+    kept = f"pixseek keeps {_mb(reserve)} MB free" if reserve else ""
+    raise DiskFull(
+        f"no space left on {mount_point(where)} ({_mb(free)} MB free, "
+        f"{' and '.join(x for x in (wanted, kept) if x)}); what was stored so far is kept: "
+        "free some space and run the command again"
+    )
+
+
+def _mb(size: int) -> int:
+    return round(size / (1024 * 1024))
+
+
 def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
@@ -123,6 +171,8 @@ class GuardedShard:
             return value
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            if attribute in _WRITES:
+                require_space(self._where)
             try:
                 return value(*args, **kwargs)
             except PixseekError:
