@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pixseek.evaluation.queries import EvalQuery, caption_queries, label_queries, prepare_coco
 from pixseek.ingest.labels import load_labels
+from pixseek.search.fusion import FUSIONS
 
 from pixseek.config import Settings
 from pixseek.errors import InputError
@@ -147,7 +148,7 @@ def plan(
     ingest_rate: float = INGEST_IMAGES_PER_SECOND,
 ) -> dict[str, Any]:
     """What a run does, and how long it should take on a GPU (an estimate: see the constants)."""
-    generative = any(s != "text" for s in strategies)
+    generative = any(s in FUSIONS and s != "text" for s in strategies)  # search modes: none
     rows = []
     for d in datasets:
         generated = len(d.queries) * n_images if generative else 0

@@ -273,6 +273,7 @@ def run_eval(
         generation,
         {**(queries_source or {}), "count": len(queries), "syntax": dict(syntaxes)},
     )
+    run.settings["text"]["search_mode"] = "dense"  # the `text` baseline: CLIP only
     return run
 
 

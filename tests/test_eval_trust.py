@@ -231,7 +231,12 @@ def test_metrics_json_records_the_settings_in_effect(coco, real_run, tmp_path):
     assert code == 0, err
     settings = json.loads((out / "metrics.json").read_text())["settings"]
     assert "generation" not in settings and settings["strategies"] == ["text"]
-    assert settings["text"] == {"ensemble": False, "queries_ensembled": 0, "prompt_templates": []}
+    assert settings["text"] == {
+        "ensemble": False,
+        "queries_ensembled": 0,
+        "prompt_templates": [],
+        "search_mode": "dense",
+    }
 
 
 SEARCH_QUERIES = [
