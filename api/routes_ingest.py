@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pixseek.api.app import is_local, services
+from pixseek.api.errors import ErrorOut
 from pixseek.api.ingest_jobs import IngestJob, IngestRequest
 from pixseek.api.routes_jobs import CONFLICT, JobParam, check_job_id
 from pixseek.api.schemas import JobOut
@@ -125,7 +126,12 @@ def _submit(request: Request, job_request: IngestRequest) -> JSONResponse:
     return JSONResponse(out.model_dump(), status_code=202, headers={"Location": location})
 
 
-@router.post("/ingest", status_code=202, response_model=JobOut)
+FORBIDDEN = {
+    403: {"model": ErrorOut, "description": "A path outside PIXSEEK_INGEST_ROOTS (or none set)"}
+}
+
+
+@router.post("/ingest", status_code=202, response_model=JobOut, responses=FORBIDDEN)
 async def ingest(request: Request, body: IngestBody) -> JSONResponse:
     """Start an ingest job of server-side paths; poll GET /ingest/{id} for its progress."""
     check_collection_name(body.collection)

@@ -140,6 +140,10 @@ def test_cli_ingest_through_the_server_while_searches_and_health_stay_200(served
     assert len(json_lines(found.stdout)) == 3
     missing = run_pixseek(["search", "dog", "-c", "nope"], env)
     assert missing.returncode == 2 and "collection 'nope' does not exist" in missing.stderr
+    # The index build is the server's, in the background: the command returns at once.
+    optimized = run_pixseek(["collections", "optimize", "coco"], env)
+    assert optimized.returncode == 0, optimized.stderr
+    assert "the server is building the index in the background" in optimized.stdout
 
 
 def _copy_images(target: Path, count: int) -> list[Path]:

@@ -99,6 +99,14 @@ def _edge_store(ctx: click.Context, command: str):
     from pixseek.store.edge import EdgeStore
 
     store = open_store(settings_from(ctx))
+    address = getattr(store, "address", None)  # a RemoteStore: `pixseek serve` holds the files
+    if address is not None and not isinstance(store, EdgeStore):
+        from pixseek.errors import Conflict
+
+        raise Conflict(
+            f"`collections {command}` works on the store's files, which the pixseek server at "
+            f"{address.url} (pid {address.pid}) holds open; stop it first"
+        )
     if not isinstance(store, EdgeStore):
         raise InputError(
             f"`collections {command}` works on the embedded store; a Qdrant server keeps and "
