@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import cpu, load, write_results
+from bench._common import RESULTS, cpu, load, write_results
 from bench.duplicates_quality import evaluate, hash_all, negative_distances, score_pairs
 from bench.duplicates_report import markdown
 from bench.duplicates_set import build
@@ -171,6 +171,55 @@ def timing(work: Path, sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def indexed(work: Path, size: int, sample: int) -> dict[str, Any]:
+    """Exact scans against the HNSW index on the `phash` vector: time per query, and how many
+    of the exact neighbours (within 10 bits) the index returns, on a sample of the points."""
+    from pixseek.search.duplicates import NEAR_MAX_DISTANCE
+
+    from pixseek.phash import PHASH_VECTOR, from_hex, score_for_distance, to_vector
+    from pixseek.store import Nearest, SearchRequest
+    from pixseek.store.edge import EdgeStore
+
+    store = EdgeStore(work / f"indexed-{size}")
+    load_s = synthetic(store, "synthetic", size, np.random.default_rng(size))
+    started = time.perf_counter()
+    status = store.optimize("synthetic")
+    optimize_s = time.perf_counter() - started
+    points = list(store.scroll("synthetic", [PHASH_VECTOR]))[:sample]
+    requests = [
+        SearchRequest(
+            Nearest(to_vector(from_hex(p.payload[PHASH_VECTOR])), using=PHASH_VECTOR),
+            limit=65,
+            threshold=score_for_distance(NEAR_MAX_DISTANCE),
+        )
+        for p in points
+    ]
+    runs: dict[str, Any] = {}
+    for label, exact in (("exact", True), ("hnsw", False)):
+        started = time.perf_counter()
+        found = []
+        for start in range(0, len(requests), 256):
+            found += store.search_batch("synthetic", requests[start : start + 256], [], exact)
+        runs[label] = {"seconds": time.perf_counter() - started, "found": found}
+    truth = [{h.id for h in hits} for hits in runs["exact"]["found"]]
+    got = [{h.id for h in hits} for hits in runs["hnsw"]["found"]]
+    relevant = sum(len(t) - 1 for t in truth)  # the point itself always comes back
+    recalled = sum(len(t & g) - 1 for t, g in zip(truth, got, strict=True))
+    store.drop_collection("synthetic")
+    return {
+        "points": size,
+        "sample": len(requests),
+        "load_seconds": round(load_s, 1),
+        "optimize_seconds": round(optimize_s, 1),
+        "index": status.describe(),
+        "exact_ms_per_query": round(1000 * runs["exact"]["seconds"] / len(requests), 3),
+        "hnsw_ms_per_query": round(1000 * runs["hnsw"]["seconds"] / len(requests), 3),
+        "hnsw_recall_of_near_pairs": round(recalled / relevant, 4) if relevant else None,
+        "near_pairs_in_sample": relevant,
+        "load_avg": load(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None)
@@ -178,7 +227,21 @@ def main() -> None:
     parser.add_argument("--coco", type=int, default=100)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--indexed-only",
+        type=int,
+        metavar="POINTS",
+        help="Only compare exact scans with the HNSW index at this size, added to the last report.",
+    )
+    parser.add_argument("--sample", type=int, default=3000)
     args = parser.parse_args()
+    if args.indexed_only:
+        work = args.work or Path(tempfile.mkdtemp(prefix="pixseek-dupbench-"))
+        report = json.loads((RESULTS / "duplicates.json").read_text())
+        report["indexed"] = indexed(work, args.indexed_only, args.sample)
+        write_results("duplicates", report, markdown(report))
+        print(json.dumps(report["indexed"], indent=2))
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="pixseek-dupbench-"))
     root = work / "set"
     manifest = build(root, args.per_class, args.coco)

@@ -120,4 +120,17 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{data['queries']} | {data['ms_per_query'] or '-'} | {data['groups']} |"
                 )
     lines.append("")
+    idx = report.get("indexed")
+    if idx:
+        lines += [
+            "## Exact scans vs the HNSW index on the `phash` vector",
+            "",
+            f"{idx['points']} synthetic points, index built in {idx['optimize_seconds']} s "
+            f"({idx['index']}); {idx['sample']} near queries (10 bits) on a sample, load average "
+            f"{idx['load_avg']}: exact {idx['exact_ms_per_query']} ms/query, HNSW "
+            f"{idx['hnsw_ms_per_query']} ms/query, HNSW finds "
+            f"{idx['hnsw_recall_of_near_pairs']} of the {idx['near_pairs_in_sample']} near pairs "
+            "the exact scan finds. `find_duplicates` uses exact scans.",
+            "",
+        ]
     return "\n".join(lines)
