@@ -59,3 +59,28 @@ def test_config_masks_every_credential(cli, pixseek_env, monkeypatch):
 )
 def test_mask_secrets(url, masked):
     assert mask_secrets(url) == masked
+
+
+def test_migrate_command_brings_an_old_collection_up_to_date(cli, pixseek_env):
+    from pathlib import Path
+
+    from pixseek.store import PointRecord
+    from pixseek.store.edge import EdgeStore, close_shards
+
+    root = Path(pixseek_env["PIXSEEK_DATA_DIR"]) / "collections"
+    store = EdgeStore(root)
+    store.create_collection("old", {"clip": 32}, {})  # schema 1: no payload_schema, no label_keys
+    point = PointRecord(
+        "00000000-0000-0000-0000-000000000001",
+        {"clip": [1.0] + [0.0] * 31},
+        {"root": "/x", "source": "a.jpg", "labels": ["Shih-Tzu"]},
+    )
+    store.upsert("old", [point])
+    close_shards(root)
+    code, out, err = cli("collections", "migrate", "old")
+    assert code == 0 and "payload schema 1 -> 2 (1 points)" in out, err
+    code, out, _ = cli("collections", "migrate", "old")
+    assert code == 0 and "nothing to migrate" in out
+    code, out, err = cli("search", "dog", "-c", "old", "-w", "label=shih-tzu", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["payload"]["labels"] for line in out.splitlines()] == [["Shih-Tzu"]]

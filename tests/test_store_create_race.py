@@ -65,3 +65,32 @@ def test_concurrent_first_creates(tmp_path, round_):
     assert store.get_collection("new").points == POINTS
     ids = {p.id for p in store.scroll("new")}
     assert ids == {str(uuid.UUID(int=winner * 100 + i + 1)) for i in range(POINTS)}
+
+
+def test_two_pixseek_ingest_commands_race_for_a_new_collection(pixseek_env):
+    """The same race through the command line, once: what a user sees."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import COCO
+
+    env = {**__import__("os").environ, **pixseek_env}
+    folder = COCO / "val2017"
+    images = len(list(folder.glob("*.jpg")))
+    command = [sys.executable, "-m", "pixseek", "ingest", str(folder), "-c", "race", "--json"]
+    procs = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(600), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], [(c, e[-500:]) for c, _, e in results]
+    (loser_err,) = [err for code, _, err in results if code == 2]
+    lines = loser_err.strip().splitlines()
+    assert len(lines) == 1 and "'race'" in lines[0] and "another pixseek process" in lines[0]
+    (winner_out,) = [out for code, out, _ in results if code == 0]
+    assert json.loads(winner_out.strip().splitlines()[-1])["added"] == images
+    assert EdgeStore(Path(pixseek_env["PIXSEEK_DATA_DIR"]) / "collections").count("race") == images
