@@ -232,3 +232,9 @@ def test_ingest_text_and_image_search_on_coco(models, env, monkeypatch, tmp_path
     image_hits = [json.loads(line) for line in run("search", "--image", IMAGE, "-c", name, "--json", "-k", "3").splitlines()]  # fmt: skip
     assert image_hits[0]["source"] == IMAGE.name
     assert image_hits[0]["score"] == pytest.approx(1.0, abs=0.02)  # int8 images within 0.99
+    if name == "siglip2":  # the accelerated image path was used, and checked against fp32
+        from pixseek.models.registry import load_embedders
+
+        used = load_embedders(load_settings())["clip"].describe()
+        assert (used["backend"], used["precision"]) == ("onnx", "int8"), used
+        assert used["verified_against_fp32"] is True, used
