@@ -193,6 +193,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {label} | {row['concurrency']} | {row['req_per_s']} | {row['p50_ms']} | "
                 f"{row['p99_ms']} | {row['requests']} | {row['errors']} |"
             )
+    if report.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
