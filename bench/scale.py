@@ -207,7 +207,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
         "`python -m bench.scale`: synthetic 512-d clustered unit vectors with ingest-shaped "
         "payloads; top-10 queries; recall@10 against exact brute force. int8/binary keep "
         "quantized codes in RAM and rescore candidates with the original vectors "
-        "(oversampling x2 int8, x4 binary). `store_rss_mb` is what opening and searching the "
+        "(oversampling x2 int8; binary: x4 with 1-bit queries in the first run, x8 with 8-bit queries after). `store_rss_mb` is what opening and searching the "
         "collection added to the process; load is the 1-minute load average at the start "
         "and end of each record (2 cores, shared with other work: latencies are noisy).",
         "",

@@ -85,4 +85,4 @@ def test_bad_options_are_one_line_input_errors(store):
 
 def test_describe():
     assert StorageOptions("int8", on_disk=True).describe() == "int8 (x2 rescored), on disk"
-    assert StorageOptions("binary", hnsw_m=32).describe() == "binary (x4 rescored), m=32"
+    assert StorageOptions("binary", hnsw_m=32).describe() == "binary (x8 rescored), m=32"

@@ -18,8 +18,9 @@ from pixseek.errors import InputError
 
 QUANTIZATIONS = ("none", "int8", "binary")
 # Candidates rescored with the original vectors, as a multiple of the limit. Binary codes lose
-# more, so they need more candidates for the same recall (bench/results/scale.md).
-DEFAULT_OVERSAMPLING = {"none": 1.0, "int8": 2.0, "binary": 4.0}
+# more, so they need more candidates for the same recall: x4 gave recall@10 0.50 at 100k points
+# (bench/results/scale.md), x10 gave 1.0 at 20k.
+DEFAULT_OVERSAMPLING = {"none": 1.0, "int8": 2.0, "binary": 8.0}
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,10 @@ def _vector_params(size: int, storage: StorageOptions) -> models.VectorParams:
         )
     elif storage.quantization == "binary":
         quantization = models.BinaryQuantization(
-            binary=models.BinaryQuantizationConfig(always_ram=True)
+            binary=models.BinaryQuantizationConfig(
+                always_ram=True,
+                query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS,
+            )
         )
     hnsw = None
     if storage.hnsw_m is not None or storage.hnsw_ef_construct is not None:
