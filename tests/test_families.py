@@ -238,3 +238,22 @@ def test_ingest_text_and_image_search_on_coco(models, env, monkeypatch, tmp_path
         used = load_embedders(load_settings())["clip"].describe()
         assert (used["backend"], used["precision"]) == ("onnx", "int8"), used
         assert used["verified_against_fp32"] is True, used
+
+
+def test_pixseek_models_random_family_writes_a_loadable_model(tmp_path):
+    from click.testing import CliRunner
+
+    from pixseek.cli import main
+
+    args = ["models", "random-family", tmp_path, "--family", "xlm-roberta"]
+    result = CliRunner().invoke(main, [*map(str, args), "--corpus", str(COCO / "labels.jsonl")])
+    assert result.exit_code == 0, result.stderr
+    model = result.stdout.strip()
+    assert model.startswith("local-dir:") and families.detect(model).name == "xlm-roberta"
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} <= {
+        p.name for p in Path(model.removeprefix("local-dir:")).iterdir()
+    }
+    short = tmp_path / "short.txt"
+    short.write_text("a dog\n")
+    result = CliRunner().invoke(main, [*map(str, args), "--corpus", str(short)])
+    assert result.exit_code == 2 and "at least 50" in result.stderr

@@ -32,6 +32,49 @@ def random_model_command(directory: str, arch: str) -> None:
     click.echo(f"local-dir:{path.resolve()}")
 
 
+@models_command.command("random-family")
+@click.argument("parent", type=click.Path(file_okay=False))
+@click.option(
+    "--family",
+    type=click.Choice(["siglip", "siglip2", "xlm-roberta", "nllb", "mobileclip"]),
+    required=True,
+)
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="text to train the tokenizer on: one sentence a line, or JSONL with `captions`",
+)
+def random_family_command(parent: str, family: str, corpus: str) -> None:
+    """Write a TINY random model of an OpenCLIP family under PARENT, with a tokenizer trained on
+    CORPUS in the real repositories' file layout (see README "Model families").
+
+    Use it with PIXSEEK_CLIP_MODEL=local-dir:DIR (the printed value). Results are meaningless.
+    """
+    import json
+    from pathlib import Path
+
+    from pixseek.models.random_families import write_random_family
+
+    lines: list[str] = []
+    for line in Path(corpus).read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("{"):
+            try:
+                lines.extend(str(c) for c in json.loads(line).get("captions") or [])
+            except (ValueError, AttributeError):
+                raise UserError(
+                    f"{corpus}: a line starting with '{{' is not a JSON object"
+                ) from None
+        elif line.strip():
+            lines.append(line.strip())
+    if len(lines) < 50:
+        raise UserError(
+            f"{corpus} has {len(lines)} sentences; give at least 50 to train a tokenizer"
+        )
+    path = write_random_family(Path(parent), family, lines)
+    click.echo(f"local-dir:{path.resolve()}")
+
+
 @models_command.command("random-t2i")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option(
