@@ -100,13 +100,20 @@ def child(args: argparse.Namespace) -> None:
     for precision in ("fp32", "int8"):
         started = time.perf_counter()
         tower = export_text_tower(
-            clip, settings.clip_model, "", settings.cache_dir, precision, settings.threads
+            clip,
+            settings.clip_model,
+            settings.clip_pretrained,
+            settings.cache_dir,
+            precision,
+            settings.threads,
         )
         built = time.perf_counter() - started
         if tower is None:  # failed its check: measure the untrusted graph anyway
             from pixseek.models.text_tower import OnnxTextTower, manifest_path, read_manifest
 
-            path = manifest_path(settings.cache_dir, settings.clip_model, "", precision)
+            path = manifest_path(
+                settings.cache_dir, settings.clip_model, settings.clip_pretrained, precision
+            )
             manifest = read_manifest(path)
             tower = OnnxTextTower(manifest, settings.cache_dir / manifest.graph)
         got = np.concatenate(

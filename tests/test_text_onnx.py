@@ -135,6 +135,7 @@ def test_export_is_reused_and_keyed_by_weights(exported, tmp_path):
     assert again is not None and again.cache_tag == tower.cache_tag
     assert model_key("ViT-B-32", "") is None  # random weights on every load: never exported
     assert model_key("ViT-B-32", "openai") != model_key("ViT-B-32", "laion2b_s34b_b79k")
+    assert model_key(name, "laion2b_s34b_b79k") == model_key(name, "")  # tag unused by local-dir
     folder = tmp_path / "copy"
     shutil.copytree(name.removeprefix("local-dir:"), folder)
     assert load_text_tower(f"local-dir:{folder}", "", cache) is None  # other files: no export

@@ -45,7 +45,8 @@ TEXT_MIN_COSINE = {"fp32": 0.9999, "int8": 0.99}
 
 def model_key(model_name: str, pretrained: str) -> str | None:
     """What identifies these weights on disk; None when every load has new random weights."""
-    parts: list[Any] = [model_name, pretrained]
+    schema = model_name.startswith((LOCAL_DIR, "hf-hub:"))  # open_clip ignores the tag then
+    parts: list[Any] = [model_name, "" if schema else pretrained]
     if model_name.startswith(LOCAL_DIR):
         folder = Path(model_name[len(LOCAL_DIR) :]).expanduser()
         for name in WEIGHT_FILES:
