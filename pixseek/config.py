@@ -137,6 +137,9 @@ class Settings:
     # and how long a burst may wait for more queries before its pass starts.
     text_batch_max: int = 64
     text_batch_window_ms: int = 2
+    # NLLB-CLIP text towers read a language code before the query (deu_Latn, jpn_Jpan, ...):
+    # the language text queries are written in; empty = eng_Latn, the tokenizer's default.
+    text_language: str = ""
 
     @property
     def store_dir(self) -> Path:

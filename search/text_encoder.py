@@ -213,6 +213,7 @@ def query_encoder(settings: Settings) -> QueryEncoder:
         settings.text_backend,
         settings.text_precision,
         settings.cache_dir,
+        settings.text_language,
     )
     with _encoders_lock:
         encoder = _encoders.get(key)
@@ -228,8 +229,11 @@ def query_encoder(settings: Settings) -> QueryEncoder:
 
             def load() -> Embedder:
                 from pixseek.models.clip import load_clip
+                from pixseek.models.families import set_text_language
 
-                return load_clip(settings.clip_model, settings.clip_pretrained, settings.device)
+                clip = load_clip(settings.clip_model, settings.clip_pretrained, settings.device)
+                set_text_language(clip, settings.text_language)
+                return clip
 
             def load_text() -> TextModel | None:
                 return _text_model(settings, backend, load, encoder)

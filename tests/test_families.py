@@ -257,3 +257,19 @@ def test_pixseek_models_random_family_writes_a_loadable_model(tmp_path):
     short.write_text("a dog\n")
     result = CliRunner().invoke(main, [*map(str, args), "--corpus", str(short)])
     assert result.exit_code == 2 and "at least 50" in result.stderr
+
+
+def test_nllb_queries_start_with_the_configured_language_code(models, env, monkeypatch):
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(models["nllb"] / "tokenizer.json")).get_vocab()
+    monkeypatch.setenv("PIXSEEK_TEXT_LANGUAGE", "deu_Latn")
+    (german,) = _ids_reaching_the_tower(monkeypatch, models, "nllb", [GERMAN])
+    monkeypatch.setenv("PIXSEEK_TEXT_LANGUAGE", "jpn_Jpan")
+    (japanese,) = _ids_reaching_the_tower(monkeypatch, models, "nllb", [JAPANESE])
+    assert german[0] == vocab["deu_Latn"] and japanese[0] == vocab["jpn_Jpan"]
+    from pixseek.search.text_encoder import query_encoder
+
+    monkeypatch.setenv("PIXSEEK_TEXT_LANGUAGE", "xx_Nope")
+    with pytest.raises(Misconfigured, match="not a language code"):
+        query_encoder(load_settings()).encode_text(GERMAN)

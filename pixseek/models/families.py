@@ -231,6 +231,31 @@ def preprocess_overrides(model_name: str, pretrained: str) -> dict[str, Any]:
     return {arg: family.image[key] for key, arg in keys.items() if key not in given}
 
 
+def set_text_language(embedder: Any, language: str) -> None:
+    """Make an NLLB-CLIP embedder's tokenizer start queries with `language` (e.g. deu_Latn).
+
+    open_clip's HFTokenizer.set_language calls set_src_lang_special_tokens, which transformers 5
+    undoes on the next call (it re-applies `src_lang`), so the `src_lang` property is set.
+    """
+    from pixseek.errors import Misconfigured
+
+    family = getattr(embedder, "family", CLIP)
+    language = language.strip()
+    if family.name != "nllb":
+        if language:
+            log.info("PIXSEEK_TEXT_LANGUAGE applies to NLLB-CLIP only; %s ignores it", family.title)
+        return
+    language = language or "eng_Latn"  # one embedder per process: an unset language resets it
+    hf = getattr(getattr(embedder, "tokenizer", None), "tokenizer", None)
+    ids = hf.convert_tokens_to_ids([language]) if hf is not None else [None]
+    if hf is None or ids[0] in (None, hf.unk_token_id):
+        raise Misconfigured(
+            f"{language!r} is not a language code of this NLLB tokenizer; set "
+            "PIXSEEK_TEXT_LANGUAGE to a code such as eng_Latn, deu_Latn or jpn_Jpan"
+        )
+    hf.src_lang = language
+
+
 def describe(model_name: str) -> dict[str, Any]:
     """The family facts for `pixseek models`-style listings and logs."""
     family = detect(model_name)
