@@ -2,7 +2,8 @@
 
 A token bucket per caller: the API key when the request carries the right one, else the client
 address (so random wrong keys share their sender's bucket instead of getting fresh ones). A caller
-over the limit gets 429 with Retry-After. /health and the page's static files are not counted.
+over the limit gets 429 with Retry-After. /health, the page's static files and local pixseek
+commands (they send the data dir's secret) are not counted.
 Buckets live in this process's memory; behind several API processes each counts on its own.
 """
 
@@ -17,7 +18,10 @@ import time
 from pixseek.api import errors
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pixseek.serverfile import SECRET_HEADER
+
 MAX_BUCKETS = 10_000
+LOCAL_HEADER = SECRET_HEADER.lower().encode()
 UNCOUNTED = ("/health", "/static/", "/favicon")
 
 
@@ -63,6 +67,15 @@ def caller_of(scope: Scope, api_key: str | None) -> str:
     return f"addr:{client[0]}"
 
 
+def _is_local(scope: Scope) -> bool:
+    """A pixseek command of the server's own user (it sends the data dir's secret): its store
+    calls during an ingest are many, and they are not a client's requests."""
+    app = scope.get("app")
+    secret = getattr(getattr(app, "state", None), "local_secret", None)
+    given = dict(scope.get("headers") or []).get(LOCAL_HEADER, b"")
+    return bool(secret) and hmac.compare_digest(given, str(secret).encode())
+
+
 class RateLimit:
     def __init__(self, app: ASGIApp, per_minute: int, api_key: str | None) -> None:
         self.app = app
@@ -72,7 +85,7 @@ class RateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/" or path.startswith(UNCOUNTED):
+        if scope["type"] != "http" or path == "/" or path.startswith(UNCOUNTED) or _is_local(scope):
             await self.app(scope, receive, send)
             return
         wait = self.buckets.take(caller_of(scope, self.api_key))

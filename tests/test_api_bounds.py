@@ -158,6 +158,13 @@ def test_rate_limit_per_caller(api_env):
         assert limited.get("/health").status_code == 200  # not counted
         # a wrong key is counted against the sender's address, which has tokens left
         assert limited.get("/collections", headers={"X-API-Key": "x"}).status_code == 401
+        # local pixseek commands (the data dir's secret) are not counted
+        limited.app.state.local_secret = "local-secret"
+        local = {"X-Pixseek-Local": "local-secret"}
+        assert [limited.get("/collections", headers=local).status_code for _ in range(8)] == [
+            200
+        ] * 8
+        assert limited.get("/collections", headers=keyed).status_code == 429  # still limited
     buckets = TokenBuckets(60)  # one a second: a caller waits, others do not
     assert [buckets.take("a", now=0.0) for _ in range(60)] == [0.0] * 60
     assert buckets.take("a", now=0.0) == pytest.approx(1.0)
