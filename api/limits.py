@@ -18,7 +18,7 @@ import time
 
 import anyio
 from pixseek.api import errors
-from pixseek.search.filters import FilterLimits
+from pixseek.search.filter_bounds import FilterLimits
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

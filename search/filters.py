@@ -26,6 +26,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pydantic
+from pixseek.search.filter_bounds import (
+    DEFAULT_LIMITS,
+    FilterLimits,
+    bounded_number,
+    check_conditions,
+    check_ids,
+    count_conditions,
+    no_constant,
+)
 from qdrant_client import models
 
 from pixseek import payload
@@ -49,18 +58,6 @@ _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
 OPERATOR_HELP = "=, !=, <, <=, >, >=, ~, !~, in (...) or not in (...)"
-_INT64 = 2**63
-
-
-@dataclass(frozen=True)
-class FilterLimits:
-    """Bounds on the work one set of filters may ask for (the HTTP API sets stricter ones)."""
-
-    depth: int = 32  # JSON nesting of a raw filter (a `--where` expression is 4 deep at most)
-    conditions: int = 10_000  # conditions plus listed values (`in (...)`, match.any, has_id)
-
-
-DEFAULT_LIMITS = FilterLimits()
 
 
 class FilterSyntaxError(UserError):
@@ -284,82 +281,6 @@ def _must(condition: models.FieldCondition) -> models.Filter:
     return models.Filter(must=[condition])
 
 
-def _conditions(flt: models.Filter) -> Iterable[Any]:
-    """Every condition of `flt`, nested filters' conditions included (iterative: no recursion)."""
-    stack: list[Any] = [flt]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, models.Filter):
-            for clause in (item.must, item.should, item.must_not):
-                if clause is not None:
-                    stack.extend(clause if isinstance(clause, list) else [clause])
-            if item.min_should is not None:
-                stack.extend(item.min_should.conditions)
-            continue
-        if isinstance(item, models.NestedCondition):
-            stack.append(item.nested.filter)
-        yield item
-
-
-def count_conditions(flt: models.Filter) -> int:
-    """Conditions plus the values they list (`in (...)`, match.any/except, has_id)."""
-    total = 0
-    for condition in _conditions(flt):
-        total += 1
-        if isinstance(condition, models.HasIdCondition):
-            total += len(condition.has_id)
-        match = getattr(condition, "match", None)
-        listed = getattr(match, "any", None) or getattr(match, "except_", None)
-        if isinstance(listed, list):
-            total += len(listed)
-    return total
-
-
-def check_conditions(flt: models.Filter, limits: FilterLimits, what: str) -> None:
-    total = count_conditions(flt)
-    if total > limits.conditions:
-        raise TooLarge(
-            f"{what}: {total} filter conditions and listed values; the limit is {limits.conditions}"
-        )
-
-
-def _bounded_number(kind: str) -> Any:
-    def parse(text: str) -> Any:
-        number = int(text) if kind == "int" else float(text)
-        if kind == "int" and not -_INT64 <= number < _INT64:
-            raise ValueError(f"{text[:30]} is outside the 64-bit integer range")
-        if kind == "float" and number in (float("inf"), float("-inf")):
-            raise ValueError(f"{text[:30]} is too large a number")
-        return number
-
-    return parse
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not a number JSON allows")
-
-
-def _check_ids(flt: models.Filter, expression: str, option: str) -> None:
-    """has_id takes point ids: UUIDs or unsigned integers (anything else fails in the store)."""
-    import uuid
-
-    for condition in _conditions(flt):
-        if not isinstance(condition, models.HasIdCondition):
-            continue
-        for point_id in condition.has_id:
-            if isinstance(point_id, int):
-                if not 0 <= point_id < 2**64:
-                    raise InputError(f"{option}: has_id {point_id} is not a point id")
-                continue
-            try:
-                uuid.UUID(str(point_id))
-            except ValueError:
-                raise InputError(
-                    f"{option} {expression[:60]!r}: has_id {str(point_id)[:40]!r} is not a point "
-                    "id (a UUID)"
-                ) from None
-
-
 def _raw_filter(expression: str, option: str, limits: FilterLimits) -> models.Filter:
     # Shape first: parsers recurse per level (RecursionError at ~250) and allocate per member.
     check_json_shape(
@@ -368,9 +289,9 @@ def _raw_filter(expression: str, option: str, limits: FilterLimits) -> models.Fi
     try:
         data = json.loads(
             expression,
-            parse_int=_bounded_number("int"),
-            parse_float=_bounded_number("float"),
-            parse_constant=_no_constant,
+            parse_int=bounded_number("int"),
+            parse_float=bounded_number("float"),
+            parse_constant=no_constant,
         )
     except json.JSONDecodeError as exc:
         raise FilterSyntaxError(expression, f"invalid JSON ({exc.msg})", exc.pos, option) from None
@@ -388,7 +309,7 @@ def _raw_filter(expression: str, option: str, limits: FilterLimits) -> models.Fi
         raise UserError(
             f"{option} {expression[:200]!r}: not a valid Qdrant filter: {where}: {first.get('msg')}"
         ) from None
-    _check_ids(flt, expression, option)
+    check_ids(flt, expression, option)
     check_conditions(flt, limits, f"{option} (raw filter JSON)")
     return flt
 
