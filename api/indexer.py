@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pixseek.errors import CollectionNotFound
+from pixseek.errors import CollectionNotFound, StoreBusy
 from pixseek.store import IndexStatus, PointRecord, VectorStore
 from pixseek.store.edge import EdgeStore
 
@@ -202,6 +202,21 @@ class IndexedStore:
     def delete(self, name: str, ids: Sequence[str]) -> None:
         with self._indexer.writing(name, list(ids)):
             self._store.delete(name, ids)
+
+    def update_vectors(self, name: str, vectors: dict[str, dict[str, Any]]) -> None:
+        with self._indexer.writing(name, list(vectors)):
+            self._store.update_vectors(name, vectors)
+
+    def add_vector(self, name: str, vector: str, size: int) -> bool:
+        """Refused while the collection's index is built: the build's copy lacks the vector."""
+        status = self._indexer.status()
+        if name == status["building"] or name in status["pending"]:
+            raise StoreBusy(
+                f"the server is building the vector index of {name!r}; run this again when "
+                "it is done"
+            )
+        with self._indexer.writing(name, []):
+            return self._store.add_vector(name, vector, size)
 
     def optimize(self, name: str) -> IndexStatus:
         return self._indexer.request(name)

@@ -7,6 +7,7 @@ Set PIXSEEK_SCREENSHOT_DUPLICATES=path to keep the screenshot of the review view
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -67,7 +68,7 @@ def server(tmp_path: Path, tiny_clip_dir: Path) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
-        yield base
+        yield base, env
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -80,6 +81,22 @@ def server(tmp_path: Path, tiny_clip_dir: Path) -> Iterator[str]:
 
 def test_duplicates_view_and_collapse(server, tmp_path):
     from playwright.sync_api import sync_playwright
+
+    server, env = server
+    # While the server holds the store, the command runs through it (pixseek/store/remote.py).
+    pixseek = [sys.executable, "-m", "pixseek"]
+    found = subprocess.run(
+        [*pixseek, "duplicates", "-c", "photos", "--json", "--no-confirm", "--update-hashes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert found.returncode == 0, found.stderr
+    lines = [json.loads(line) for line in found.stdout.splitlines()]
+    assert lines[0]["hashed"] == 0 and lines[0]["vector_added"] is False
+    assert sorted(g["size"] for g in lines[1:]) == [2, 2, 2]
 
     errors: list[str] = []
     with sync_playwright() as playwright:

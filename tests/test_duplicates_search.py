@@ -109,3 +109,21 @@ def test_cli_search_collapse_and_api(cli, pixseek_env, archive):  # noqa: F811
         assert client.get("/collections/nope/duplicates").status_code == 404
         bad = client.get("/collections/photos/duplicates", params={"threshold": 2.5})
         assert bad.status_code == 422 and "\n" not in bad.json()["detail"]
+
+
+def test_server_store_refuses_a_new_vector_during_an_index_build(tmp_path):
+    from pixseek.api.indexer import BackgroundIndexer, IndexedStore
+
+    from pixseek.errors import StoreBusy
+    from pixseek.store.edge import EdgeStore
+
+    edge = EdgeStore(tmp_path / "edge")
+    edge.create_collection("c", {"clip": 2}, {})
+    (tmp_path / "server").mkdir()
+    indexer = BackgroundIndexer(edge, tmp_path / "server")  # not started: the build stays queued
+    store = IndexedStore(edge, indexer)
+    indexer.request("c")
+    with pytest.raises(StoreBusy, match="building the vector index"):
+        store.add_vector("c", PHASH_VECTOR, 64)
+    edge.create_collection("d", {"clip": 2}, {})
+    assert store.add_vector("d", PHASH_VECTOR, 64) is True
