@@ -7,9 +7,9 @@ ViT-B-32 (bench.cli.prepare; its collections are reused with --work, else made h
 per setting, run one after the other in the same run:
 
   torch, one pass per request   PIXSEEK_TEXT_BACKEND=torch, PIXSEEK_TEXT_BATCH_MAX=1 (before)
-  torch, micro-batched          PIXSEEK_TEXT_BACKEND=torch
-  onnx fp32, one pass per request  PIXSEEK_TEXT_BATCH_MAX=1
-  onnx fp32, micro-batched      the defaults (after)
+  torch, micro-batched          PIXSEEK_TEXT_BACKEND=torch, PIXSEEK_TEXT_BATCH_MAX=64
+  onnx fp32, one pass per request  PIXSEEK_TEXT_BATCH_MAX=1 (the default now)
+  onnx fp32, micro-batched      PIXSEEK_TEXT_BATCH_MAX=64
 
 Every request is a text query never sent before (4 prompt templates), so neither the in-process
 nor the on-disk cache (off here) answers it. At each concurrency, C client tasks send requests
@@ -35,14 +35,15 @@ from bench._common import REPO, cpu, load, percentiles, write_results
 from bench.cli import ADJECTIVES, prepare
 from bench.profile_search import THINGS, WORDS
 
+BATCHED = {"PIXSEEK_TEXT_BATCH_MAX": "64"}
 SETTINGS = {
     "torch, one pass per request (before)": {
         "PIXSEEK_TEXT_BACKEND": "torch",
         "PIXSEEK_TEXT_BATCH_MAX": "1",
     },
-    "torch, micro-batched": {"PIXSEEK_TEXT_BACKEND": "torch"},
-    "onnx fp32, one pass per request": {"PIXSEEK_TEXT_BATCH_MAX": "1"},
-    "onnx fp32, micro-batched (after)": {},
+    "torch, micro-batched": {"PIXSEEK_TEXT_BACKEND": "torch", **BATCHED},
+    "onnx fp32, one pass per request (default)": {"PIXSEEK_TEXT_BATCH_MAX": "1"},
+    "onnx fp32, micro-batched": BATCHED,
 }
 _counter = itertools.count()
 

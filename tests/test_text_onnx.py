@@ -337,6 +337,7 @@ def test_long_lived_process_exports_in_the_background(pixseek_env, monkeypatch):
     from pixseek.models.text_tower import OnnxTextTower
 
     monkeypatch.setenv("PIXSEEK_BACKEND", "eager")
+    monkeypatch.setenv("PIXSEEK_TEXT_BATCH_MAX", "64")
     encoder = query_encoder(load_settings())  # as the API and the worker get it
     first = encoder.encode_text("a dog on a sofa")  # torch answers while the export runs
     deadline = time.monotonic() + 300
