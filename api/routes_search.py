@@ -88,7 +88,13 @@ def openapi(request: Request) -> JSONResponse:
 
 def _collection_out(info: Any) -> CollectionOut:
     models = (info.metadata or {}).get("models", {})
-    return CollectionOut(name=info.name, points=info.points, vectors=info.vectors, models=models)
+    return CollectionOut(
+        name=info.name,
+        points=info.points,
+        vectors=info.vectors,
+        models=models,
+        error=getattr(info, "error", None),
+    )
 
 
 @router.get("/collections", response_model=list[CollectionOut], tags=["collections"])

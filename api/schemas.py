@@ -113,6 +113,8 @@ class CollectionOut(BaseModel):
     points: int
     vectors: dict[str, int]
     models: dict[str, Any] = {}
+    # Set (with points 0) for a collection that cannot be opened: damaged, or held elsewhere.
+    error: str | None = None
 
 
 class HealthOut(BaseModel):

@@ -184,3 +184,15 @@ def test_snapshot_and_restore(cli, two, tmp_path):
     code, out, err = cli("collections", "restore", "other", tmp_path / "junk.tar")
     assert code == 2 and "not a readable pixseek snapshot" in err
     _one_line_error(err, "other") if "'other'" in err else None
+
+
+def test_http_api_names_the_damaged_collection(two, pixseek_env):
+    from tests.test_api import make_client
+
+    DAMAGE["vectors truncated"](_segment(two, "bad"))
+    with make_client(pixseek_env) as client:
+        listed = {c["name"]: c for c in client.get("/collections").json()}
+        assert listed["good"]["points"] == 5 and listed["good"]["error"] is None
+        assert "collection 'bad' is damaged" in listed["bad"]["error"]
+        response = client.get("/collections/bad")
+        assert response.status_code == 503 and "damaged" in response.json()["detail"]
