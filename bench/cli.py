@@ -209,9 +209,11 @@ def main() -> None:
     env = prepare(work)
     report: dict[str, Any] = {"machine": cpu(), "load_start": load(), "work": str(work)}
     out = work / "child.json"
-    cmd = [sys.executable, "-m", "bench.cli", "--child", str(out)]
-    cmd += ["--fidelity-queries", str(args.fidelity_queries), "--points", *map(str, args.points)]
-    subprocess.run(cmd, env=env, cwd=REPO, check=True)
+    if not (args.work and out.is_file()):  # --work with a finished child: reuse its part
+        cmd = [sys.executable, "-m", "bench.cli", "--child", str(out)]
+        cmd += ["--fidelity-queries", str(args.fidelity_queries)]
+        cmd += ["--points", *map(str, args.points)]
+        subprocess.run(cmd, env=env, cwd=REPO, check=True)
     report.update(json.loads(out.read_text()))
     report["commands"] = cli_rounds(env, args.points, args.runs, args.torch_runs)
     report["load_end"] = load()
