@@ -20,6 +20,7 @@ share forward passes (search.text_batcher).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from collections import OrderedDict
@@ -276,6 +277,14 @@ def warm_text_model(settings: Settings) -> None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()
 
 
+def _finish_at_exit(thread: threading.Thread) -> None:
+    # An export still running while the interpreter shuts down fails, or aborts the process in
+    # torch's C++ runtime ("terminate called without an active exception", exit 134). atexit
+    # runs handlers last-registered first: registered now, after torch's own, this one runs
+    # before torch tears anything down.
+    atexit.register(thread.join, 120)
+
+
 def _text_model(
     settings: Settings, backend: str, load: Callable[[], Embedder], encoder: QueryEncoder
 ) -> TextModel | None:
@@ -316,7 +325,9 @@ def _text_model(
             if tower is not None:
                 encoder.use_text_model(tower)
 
-        threading.Thread(target=in_background, name="pixseek-text-export", daemon=True).start()
+        thread = threading.Thread(target=in_background, name="pixseek-text-export", daemon=True)
+        thread.start()
+        _finish_at_exit(thread)
         return None
     tower = export(load(), *args, settings.text_precision, settings.threads)
     if tower is None and backend == "onnx":

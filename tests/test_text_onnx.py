@@ -4,6 +4,7 @@ imports neither torch nor open_clip, the on-disk query cache and micro-batching.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -349,3 +350,27 @@ def test_long_lived_process_exports_in_the_background(pixseek_env, monkeypatch):
     assert float(first @ by_onnx) >= 0.9999
     assert encoder.batcher is not None  # the new model is micro-batched too
     assert encoder.batcher.embed(["a cat"]).shape == (1, encoder.dim)
+
+
+def test_background_export_neither_swallows_output_nor_aborts_the_exit(tiny_clip_dir, tmp_path):
+    # A short-lived process whose text query starts the background export: what the main thread
+    # prints meanwhile must reach stdout (sys.stdout is process-wide), and the exit must wait for
+    # the export instead of aborting in torch (exit 134) or leaving no graph behind.
+    program = (
+        "from pixseek.config import load_settings\n"
+        "from pixseek.search.text_encoder import query_encoder\n"
+        "vector = query_encoder(load_settings()).encode_text('a dog', True)\n"
+        "print('dim', vector.shape[0], flush=True)\n"
+    )
+    env = {
+        **os.environ,
+        "PIXSEEK_CLIP_MODEL": f"local-dir:{tiny_clip_dir}",
+        "PIXSEEK_DATA_DIR": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["dim", "32"]
+    assert list((tmp_path / "data" / "cache").rglob("text.onnx"))

@@ -16,8 +16,9 @@ import io
 import logging
 import shutil
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,14 +171,8 @@ def export_graph(
     advice: str = "set PIXSEEK_BACKEND=eager",
 ) -> None:
     """Export `module` with torch's dynamo exporter to one self-contained .onnx file, quietly."""
-    chatter = io.StringIO()
     try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(chatter),
-            contextlib.redirect_stderr(chatter),
-            torch.no_grad(),
-        ):
+        with warnings.catch_warnings(), quiet_streams(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module.eval(),
@@ -197,6 +192,19 @@ def export_graph(
         ) from None
 
 
+@contextlib.contextmanager
+def quiet_streams() -> Iterator[None]:
+    """Swallow the exporter's chatter on stdout/stderr. sys.stdout is one object for the whole
+    process: redirected from a background thread (the API's text-tower export) it would swallow
+    what the main thread prints, such as search results. So only the main thread redirects."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
 def _quantize(source: Path, target: Path) -> None:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -207,7 +215,7 @@ def _quantize(source: Path, target: Path) -> None:
         ) from None
     logging.disable(logging.WARNING)  # "consider pre-processing" advice on the root logger
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), quiet_streams():
             warnings.simplefilter("ignore")
             quantize_dynamic(
                 str(source),
