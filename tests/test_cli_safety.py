@@ -61,7 +61,10 @@ def test_mask_secrets(url, masked):
     assert mask_secrets(url) == masked
 
 
-def test_migrate_command_brings_an_old_collection_up_to_date(cli, pixseek_env):
+def test_migrate_command_brings_an_old_collection_up_to_date(cli, pixseek_env, monkeypatch):
+    # In-process text search without the background ONNX export: that export's thread swaps
+    # sys.stdout (torch.onnx) and leaves later CliRunner calls in this process printing nowhere.
+    monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     from pathlib import Path
 
     from pixseek.store import PointRecord

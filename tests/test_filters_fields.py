@@ -65,7 +65,10 @@ def test_custom_meta_fields_stay_allowed():
     assert parse_where("meta[wnid]=n01440764").must[0].key == "meta[wnid]"
 
 
-def test_cli_misspelt_field_exits_2_with_the_hint(cli, pixseek_env, tmp_path):
+def test_cli_misspelt_field_exits_2_with_the_hint(cli, pixseek_env, tmp_path, monkeypatch):
+    # In-process text search without the background ONNX export: that export's thread swaps
+    # sys.stdout (torch.onnx) and leaves later CliRunner calls in this process printing nowhere.
+    monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     folder = tmp_path / "one"
     folder.mkdir()
     shutil.copy2(JPEGS[0], folder / "a.jpg")

@@ -38,7 +38,10 @@ def _build(folder: Path) -> None:
     (folder / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
 
 
-def test_archives_inside_folders_are_walked(cli, pixseek_env, tmp_path):
+def test_archives_inside_folders_are_walked(cli, pixseek_env, tmp_path, monkeypatch):
+    # In-process text search without the background ONNX export: that export's thread swaps
+    # sys.stdout (torch.onnx) and leaves later CliRunner calls in this process printing nowhere.
+    monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     folder = tmp_path / "mixed"
     _build(folder)
     code, out, err = cli("ingest", folder, "-c", "mix", "--json")

@@ -28,7 +28,10 @@ def _damaged_png(path: Path) -> None:
         image.load()
 
 
-def test_damaged_png_is_reported_under_failed(cli, pixseek_env, tmp_path):
+def test_damaged_png_is_reported_under_failed(cli, pixseek_env, tmp_path, monkeypatch):
+    # In-process text search without the background ONNX export: that export's thread swaps
+    # sys.stdout (torch.onnx) and leaves later CliRunner calls in this process printing nowhere.
+    monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     folder = tmp_path / "pngs"
     folder.mkdir()
     _damaged_png(folder / "damaged.png")

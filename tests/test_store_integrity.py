@@ -124,7 +124,10 @@ def test_garbled_vectors_are_found_by_check_and_dropped_by_repair(cli, two):
     assert code == 0 and f"{POINTS - 3} points read" in out
 
 
-def test_bad_metadata_file_breaks_only_its_collection(cli, two):
+def test_bad_metadata_file_breaks_only_its_collection(cli, two, monkeypatch):
+    # In-process text search without the background ONNX export: that export's thread swaps
+    # sys.stdout (torch.onnx) and leaves later CliRunner calls in this process printing nowhere.
+    monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     (two / "bad" / "pixseek.json").write_text("{not json")
     code, out, err = cli("collections")
     assert code == 2 and "good" in out and "pixseek.json is not valid JSON" in err
