@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -277,12 +280,54 @@ def warm_text_model(settings: Settings) -> None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()
 
 
-def _finish_at_exit(thread: threading.Thread) -> None:
-    # An export still running while the interpreter shuts down fails, or aborts the process in
-    # torch's C++ runtime ("terminate called without an active exception", exit 134). atexit
-    # runs handlers last-registered first: registered now, after torch's own, this one runs
-    # before torch tears anything down.
-    atexit.register(thread.join, 120)
+_export_children: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_export_children() -> None:
+    # A process that exits while its export child still runs stops the child: the next
+    # long-lived process starts the export again (the cache is written atomically).
+    for child in _export_children:
+        if child.poll() is None:
+            child.terminate()
+
+
+def _export_in_child(settings: Settings, encoder: QueryEncoder) -> None:
+    """Export in a child process, then switch the encoder to the verified tower.
+
+    Not in a thread of this process: torch's exporter changes process-wide state (fake-tensor
+    modes), and text queries answered on torch meanwhile failed. Nor may a thread redirect
+    sys.stdout (process-wide) to hide the exporter's chatter.
+    """
+    from pixseek.models.text_tower import load_text_tower
+
+    args = [settings.clip_model, settings.clip_pretrained, str(settings.cache_dir)]
+    args += [settings.text_precision, str(settings.threads)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pixseek.models.text_export", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _export_children.append(child)
+    _, errors = child.communicate()
+    if child.returncode != 0:
+        lines = [line for line in (errors or "").splitlines() if line.strip()]
+        logging.getLogger("pixseek.text_export").warning(
+            "text tower export failed (%s); text queries keep using torch",
+            lines[-1] if lines else f"exit {child.returncode}",
+        )
+        return
+    tower = load_text_tower(
+        settings.clip_model,
+        settings.clip_pretrained,
+        settings.cache_dir,
+        settings.text_precision,
+        settings.threads,
+    )
+    if tower is not None:
+        encoder.use_text_model(tower)
 
 
 def _text_model(
@@ -319,15 +364,12 @@ def _text_model(
     )
     export = export_text_tower if backend == "onnx" else try_export
     if backend == "auto" and not encoder.export_now:
-
-        def in_background() -> None:
-            tower = try_export(load(), *args, settings.text_precision, settings.threads)
-            if tower is not None:
-                encoder.use_text_model(tower)
-
-        thread = threading.Thread(target=in_background, name="pixseek-text-export", daemon=True)
-        thread.start()
-        _finish_at_exit(thread)
+        threading.Thread(
+            target=_export_in_child,
+            args=(settings, encoder),
+            name="pixseek-text-export",
+            daemon=True,
+        ).start()
         return None
     tower = export(load(), *args, settings.text_precision, settings.threads)
     if tower is None and backend == "onnx":

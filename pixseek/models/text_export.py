@@ -252,3 +252,23 @@ def try_export(
     except PixseekError as exc:
         log.warning("%s; text queries keep using torch", exc)
         return None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m pixseek.models.text_export MODEL PRETRAINED CACHE_DIR PRECISION THREADS`.
+
+    Long-lived processes (API, worker) export in this child process: torch's exporter changes
+    process-wide state (fake-tensor modes), so it must not run beside text queries on torch.
+    """
+    model_name, pretrained, cache_dir, precision, threads = argv
+    from pixseek.models.clip import load_clip
+
+    clip = load_clip(model_name, pretrained, "cpu")
+    tower = try_export(clip, model_name, pretrained, Path(cache_dir), precision, int(threads))
+    return 0 if tower is not None else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
