@@ -87,3 +87,56 @@ def test_commands_without_a_model_do_not_import_torch(args, tmp_path):
     }
     heavy, stderr = _heavy_modules_after(args, env)
     assert heavy == [], f"{args} imported {heavy}; {stderr}"
+
+
+def _layout_table() -> dict[str, str]:
+    """README's Layout table: folder -> the text of its row."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`"):
+            rows[cells[0].strip("`").rstrip("/")] = cells[1]
+    return rows
+
+
+def test_readme_layout_table_matches_the_tree():
+    import re
+
+    rows = _layout_table()
+    for folder in ("pixseek", "pixseek/models", "pixseek/store", "pixseek/cli", "ingest", "search"):
+        assert folder in rows, f"README layout table has no row for {folder}/"
+    for folder in ("worker", "evaluation", "api"):
+        assert folder in rows, f"README layout table has no row for {folder}/"
+    for folder, text in rows.items():
+        if folder in ("tests", "bench", "scripts"):
+            continue
+        named = set(re.findall(r"`([\w./]+\.py)`", text))
+        present = {
+            p.name
+            for p in (ROOT / folder).glob("*.py")
+            if p.name not in ("__init__.py", "__main__.py")
+        }
+        assert not named - present, (
+            f"{folder}/: README names missing files {sorted(named - present)}"
+        )
+        assert not present - named, f"{folder}/: README does not describe {sorted(present - named)}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["config"], ["collections"], ["jobs", "--help"]])
+def test_light_commands_do_not_import_qdrant_client(args, tmp_path):
+    # qdrant-client's models take about as long to import as the rest of the command line:
+    # only commands that filter or talk to a server load it.
+    env = {**os.environ, "PIXSEEK_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    probe = (
+        "import sys\n"
+        "from pixseek.cli import main\n"
+        "try:\n"
+        f"    main({args!r}, standalone_mode=False)\n"
+        "except BaseException:\n"
+        "    pass\n"
+        "print('qdrant_client' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert run.stdout.strip().splitlines()[-1] == "False", run.stderr

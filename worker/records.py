@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pixseek.search.render import hit_record
-
-from pixseek.store.base import Hit
+if TYPE_CHECKING:  # the store's records pull in qdrant-client: `pixseek jobs status` needs none
+    from pixseek.store.base import Hit
 
 
 class JobState(StrEnum):
@@ -86,6 +85,8 @@ class JobResult:
         return sum(1 for image in self.generated if not image.cached)
 
     def to_dict(self) -> dict[str, Any]:
+        from pixseek.search.render import hit_record
+
         return {
             "job_id": self.job_id,
             "state": str(self.state),
@@ -107,6 +108,8 @@ class JobResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        from pixseek.store.base import Hit
+
         return cls(
             job_id=str(data["job_id"]),
             query=dict(data.get("query") or {}),

@@ -10,14 +10,16 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-from qdrant_client import models
 
 from pixseek import payload
 from pixseek.errors import UserError
 from pixseek.store.options import StorageOptions
+
+if TYPE_CHECKING:  # qdrant-client is slow to import; commands that need no filter skip it
+    from qdrant_client import models
 
 CLIP_VECTOR = "clip"
 DINO_VECTOR = "dino"

@@ -18,10 +18,9 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import qdrant_edge as qe
-from qdrant_client import models
 
 from pixseek.errors import (
     CollectionExists,
@@ -50,8 +49,19 @@ from pixseek.store.base import (
     is_point_id,
     stored_point,
 )
-from pixseek.store.edge_filters import to_edge_filter
 from pixseek.store.options import StorageOptions
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+
+def to_edge_filter(flt: models.Filter | None) -> Any:
+    # Imported on first use: the translation needs qdrant-client, which `pixseek collections`
+    # and other commands without filters never load.
+    from pixseek.store.edge_filters import to_edge_filter as translate
+
+    return translate(flt)
+
 
 META_FILE = "pixseek.json"
 _INDEX_TYPES = {
