@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -438,53 +438,19 @@ class EdgeStore:
         shutil.rmtree(old, ignore_errors=True)
 
     def add_sparse_vector(self, name: str, vector: str) -> bool:
-        """Collections made before the keyword index: Edge cannot add a vector in place, so the
-        points are copied into a shard whose config has it, which then replaces the old one."""
+        """Collections made before the keyword index get its sparse vector (and the keyword
+        payload indexes they lack) by a shard rebuild; False when they already have it."""
         meta = self._read_meta(name)
         if meta is None:
             raise CollectionNotFound(name)
         if vector in meta.get("sparse", []):
             return False
-        directory = self._dir(name)
-        old = self._shard(name)
-        old.flush()
-        building, retired = directory / "shard.sparse", directory / "shard.old"
-        shutil.rmtree(building, ignore_errors=True)
-        config = json.loads((directory / "shard" / "edge_config.json").read_text())
-        config.setdefault("sparse_vectors", {})[vector] = {"modifier": "idf"}
-        building.mkdir(parents=True)
-        (building / "edge_config.json").write_text(json.dumps(config))
-        new = qe.EdgeShard.load(str(building))
-        for field_name, index in old.info().payload_schema.items():
-            new.update(
-                qe.UpdateOperation.create_field_index(field_name, index.params or index.data_type)
-            )
-        for field_name, kind in PAYLOAD_INDEXES.items():  # the keyword fields, if it lacks them
-            if field_name not in old.info().payload_schema:
-                new.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
-        offset = None
-        while True:
-            records, offset = old.scroll(
-                qe.ScrollRequest(offset=offset, limit=512, with_payload=True, with_vector=True)
-            )
-            if records:
-                points = [qe.Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]
-                new.update(qe.UpdateOperation.upsert_points(points))
-            if offset is None:
-                break
-        new.flush()
-        new.close()
-        with _open_lock:
-            _open_shards.pop(directory / "shard", None)
-            old.close()
-            shutil.rmtree(retired, ignore_errors=True)
-            os.replace(directory / "shard", retired)
-            os.replace(building, directory / "shard")
+
+        def edit(config: dict[str, Any]) -> None:
+            config.setdefault("sparse_vectors", {})[vector] = {"modifier": "idf"}
+
         meta["sparse"] = [*meta.get("sparse", []), vector]
-        tmp = directory / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, directory / META_FILE)
-        shutil.rmtree(retired, ignore_errors=True)
+        self._rebuild(name, meta, edit, add_missing_indexes=True)
         return True
 
     def close(self) -> None:
@@ -538,13 +504,30 @@ class EdgeStore:
         self._shard(name).update(qe.UpdateOperation.update_vectors(items))
 
     def add_vector(self, name: str, vector: str, size: int) -> bool:
-        """Qdrant Edge cannot add a vector to a shard in place: copy the points into a new shard
-        whose config is the old one plus the vector, then swap the directories."""
+        """Add a dense vector to an existing collection by a shard rebuild (its points keep
+        their vectors; the new one is filled by `update_vectors`); False when it has it."""
         meta = self._read_meta(name)
         if meta is None:
             raise CollectionNotFound(name)
         if vector in meta["vectors"]:
             return False
+
+        def edit(config: dict[str, Any]) -> None:
+            config["vectors"][vector] = {"size": size, "distance": "Cosine"}
+
+        meta["vectors"][vector] = size
+        self._rebuild(name, meta, edit, add_missing_indexes=False)
+        return True
+
+    def _rebuild(
+        self,
+        name: str,
+        meta: dict[str, Any],
+        edit_config: Callable[[dict[str, Any]], None],
+        add_missing_indexes: bool,
+    ) -> None:
+        """Qdrant Edge cannot change a shard's vectors in place: copy every point into a new
+        shard whose config is the old one edited, swap the directories, then record `meta`."""
         directory = self._dir(name)
         old = self._shard(name)
         old.flush()
@@ -552,14 +535,21 @@ class EdgeStore:
         shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
         config = json.loads((directory / "shard" / "edge_config.json").read_text())
-        config["vectors"][vector] = {"size": size, "distance": "Cosine"}
+        edit_config(config)
         building.mkdir(parents=True)
         (building / "edge_config.json").write_text(json.dumps(config))
         new = qe.EdgeShard.load(str(building))
-        for field_name, index in old.info().payload_schema.items():
+        schema = old.info().payload_schema
+        for field_name, index in schema.items():
             new.update(
                 qe.UpdateOperation.create_field_index(field_name, index.params or index.data_type)
             )
+        if add_missing_indexes:  # e.g. the keyword fields, for collections made before them
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                if field_name not in schema:
+                    new.update(
+                        qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind])
+                    )
         offset = None
         while True:
             records, offset = old.scroll(
@@ -577,12 +567,10 @@ class EdgeStore:
             old.close()
             os.replace(directory / "shard", retired)
             os.replace(building, directory / "shard")
-        meta["vectors"][vector] = size
         tmp = directory / (META_FILE + ".tmp")
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, directory / META_FILE)
         shutil.rmtree(retired, ignore_errors=True)
-        return True
 
 
 def _vector_params(size: int, storage: StorageOptions) -> qe.EdgeVectorParams:
