@@ -102,6 +102,11 @@ def _seal(shard_path: Path, seal: dict[str, Any] | None, last_points: int | None
     record[integrity.SEAL_KEY] = seal
     if last_points is not None:  # what the last clean close recorded: repair counts losses
         record[integrity.LAST_POINTS_KEY] = last_points
+    _write_record(meta_path, record)
+
+
+def _write_record(meta_path: Path, record: dict[str, Any]) -> None:
+    """Replace a collection's metadata file atomically (a crash leaves the old or the new)."""
     tmp = meta_path.with_name(META_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, meta_path)
@@ -214,15 +219,13 @@ class EdgeStore:
         shard = qe.EdgeShard.load(str(directory / "shard"))
         with _open_lock:
             _open_shards[directory / "shard"] = shard
-        tmp = directory / (META_FILE + ".tmp")
         record = {
             "vectors": vectors,
             "sparse": [TEXT_VECTOR],
             "metadata": metadata,
             "storage": storage.as_dict(),
         }
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, directory / META_FILE)
+        _write_record(directory / META_FILE, record)
         self._storage_cache[name] = storage
         return CollectionInfo(
             name=name,
@@ -240,10 +243,7 @@ class EdgeStore:
         self._write_meta(name, {**record, "metadata": metadata})
 
     def _write_meta(self, name: str, record: dict[str, Any]) -> None:
-        directory = self._dir(name)
-        tmp = directory / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, directory / META_FILE)
+        _write_record(self._dir(name) / META_FILE, record)
 
     def drop_collection(self, name: str) -> bool:
         directory = self._dir(name)
@@ -567,9 +567,7 @@ class EdgeStore:
             old.close()
             os.replace(directory / "shard", retired)
             os.replace(building, directory / "shard")
-        tmp = directory / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, directory / META_FILE)
+        _write_record(directory / META_FILE, meta)
         shutil.rmtree(retired, ignore_errors=True)
 
 
