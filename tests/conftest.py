@@ -5,12 +5,18 @@ No test touches the network: HF_HUB_OFFLINE is set before anything imports huggi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +150,48 @@ def redis_url() -> Iterator[str]:
             for key in client.scan_iter(count=1000):
                 client.delete(key)
         client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str], log: Path, *args: str) -> Iterator[tuple[str, Any]]:
+    """A real `pixseek serve` subprocess on a free port: yields (base URL, process) once
+    /health answers 200; stopped with SIGTERM (SIGKILL after 20 s) on the way out."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pixseek", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            + list(args),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, f"pixseek serve exited:\n{log.read_text()}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"no /health after 120 s:\n{log.read_text()}"
+            time.sleep(0.3)
+        yield base, process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

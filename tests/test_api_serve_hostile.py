@@ -23,16 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import COCO, run_pixseek
+from tests.conftest import COCO, run_pixseek, serve_process
 from tests.test_api_bounds import deep_filter, png_header
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +47,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Ite
     }
     done = run_pixseek(["ingest", images, "-c", "pics", "--json"], env)
     assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log = (root / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pixseek", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError("pixseek serve did not come up")
+    log = root / "serve.log"
     try:
-        # Load the model once: the timings below are about refusing, not the first load.
-        assert httpx.post(f"{url}/search", json=NORMAL, timeout=120).status_code == 200
-        yield url
+        with serve_process(env, log, "--log-level", "warning") as (url, _):
+            # Load the model once: the timings below are about refusing, not the first load.
+            assert httpx.post(f"{url}/search", json=NORMAL, timeout=120).status_code == 200
+            yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        print((root / "serve.log").read_text()[-3000:])
+        print(log.read_text()[-3000:])
 
 
 NORMAL = {"collection": "pics", "q": "a dog", "limit": 5}

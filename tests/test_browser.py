@@ -9,23 +9,18 @@ the test's temp dir; set PIXSEEK_SCREENSHOT=path to also keep the last one.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import COCO, REPO
+from tests.conftest import COCO, REPO, serve_process
 
 IMAGE = COCO / "val2017" / "000000000139.jpg"
 
@@ -58,12 +53,6 @@ def chromium_path() -> str:
     pytest.skip("chromium is not installed and cannot be installed without root")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, tiny_t2i_dir: Path
@@ -91,39 +80,11 @@ def server(
         cwd=REPO,
     )
     assert ingest.returncode == 0, ingest.stderr
-    port = _free_port()
     log = root / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*pixseek, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO,
-        )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"pixseek serve exited:\n{log.read_text()}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{base}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"no /health after 120 s:\n{log.read_text()}"
-            time.sleep(0.3)
-        yield base
+        with serve_process(env, log) as (base, _):
+            yield base
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
         print(log.read_text()[-3000:])
 
 

@@ -6,22 +6,18 @@ Set PIXSEEK_SCREENSHOT_DUPLICATES=path to keep the screenshot of the review view
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_browser import ALL_LOADED, CHROMIUM_ARGS, _free_port, chromium_path
+from tests.conftest import REPO, serve_process
+from tests.test_browser import ALL_LOADED, CHROMIUM_ARGS, chromium_path
 from tests.test_duplicates_cli import make_archive
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,36 +43,8 @@ def server(tmp_path: Path, tiny_clip_dir: Path) -> Iterator[str]:
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*pixseek, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"pixseek serve exited:\n{log.read_text()}"
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health") as r:
-                if r.status == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+    with serve_process(env, tmp_path / "serve.log") as (base, _):
         yield base, env
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def test_duplicates_view_and_collapse(server, tmp_path):

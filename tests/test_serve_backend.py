@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -21,15 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import COCO, json_lines, run_pixseek
+from tests.conftest import COCO, free_port, json_lines, run_pixseek, serve_process
 
 COCO_IMAGES = 239
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_job(client: httpx.Client, job_url: str, timeout: float = 300) -> dict:
@@ -55,39 +48,21 @@ def served(tmp_path: Path, pixseek_env: dict) -> Iterator[tuple[str, dict, Path]
         # loaded machine); this test is about the store, not the text path.
         "PIXSEEK_TEXT_BACKEND": "torch",
     }
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pixseek", "serve", "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pixseek serve exited: {process.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        raise AssertionError("pixseek serve did not come up")
     data_dir = Path(env["PIXSEEK_DATA_DIR"])
-    assert (data_dir / "server.json").is_file()
-    assert (data_dir / "server.secret").stat().st_mode & 0o777 == 0o600
-    yield url, env, root
-    process.terminate()
-    process.wait(timeout=30)
+    with serve_process({**os.environ, **env}, tmp_path / "serve.log", "--log-level", "warning") as (
+        url,
+        _,
+    ):
+        assert (data_dir / "server.json").is_file()
+        assert (data_dir / "server.secret").stat().st_mode & 0o777 == 0o600
+        yield url, env, root
+    # SIGTERM: the server removes its address and secret on the way out.
     assert not (data_dir / "server.json").exists() and not (data_dir / "server.secret").exists()
 
 
 def test_second_serve_on_the_same_data_dir_is_refused(served):
     url, env, _ = served
-    done = run_pixseek(["serve", "--port", str(_free_port())], env)
+    done = run_pixseek(["serve", "--port", str(free_port())], env)
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert (

@@ -20,22 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COCO, run_pixseek
+from tests.conftest import COCO, free_port, run_pixseek
 from tests.test_worker import WorkerProcess
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
     @property
