@@ -280,6 +280,7 @@ def warm_text_model(settings: Settings) -> None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()
 
 
+export_log = logging.getLogger("pixseek.text_export")
 _export_children: list[subprocess.Popen] = []
 
 
@@ -314,7 +315,7 @@ def _export_in_child(settings: Settings, encoder: QueryEncoder) -> None:
     _, errors = child.communicate()
     if child.returncode != 0:
         lines = [line for line in (errors or "").splitlines() if line.strip()]
-        logging.getLogger("pixseek.text_export").warning(
+        export_log.warning(
             "text tower export failed (%s); text queries keep using torch",
             lines[-1] if lines else f"exit {child.returncode}",
         )
@@ -345,21 +346,19 @@ def _text_model(
     tower = load_text_tower(*args, settings.text_precision, settings.threads)
     if tower is not None:
         return tower
-    import logging
-
     from pixseek.models.families import detect
     from pixseek.models.text_export import export_text_tower, try_export
 
     family = detect(settings.clip_model)
     if not family.torch_free_text and backend != "onnx":
-        logging.getLogger("pixseek.text_export").info(
+        export_log.info(
             "%s model: its text tower has no torch-free path (%s tokenizer); text queries run "
             "on torch",
             family.title,
             family.tokenizer,
         )
         return None
-    logging.getLogger("pixseek.text_export").info(
+    export_log.info(
         "exporting the CLIP text tower to ONNX once, so later text searches start without torch"
     )
     export = export_text_tower if backend == "onnx" else try_export
