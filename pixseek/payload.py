@@ -34,7 +34,7 @@ FIELDS: tuple[PayloadField, ...] = (
     PayloadField("width", "integer", "integer"),
     PayloadField("height", "integer", "integer"),
     PayloadField("bytes", "integer", "integer"),
-    PayloadField("mtime", "epoch", None),
+    PayloadField("mtime", "epoch", "float"),  # range index: browse newest first
     PayloadField("taken", "datetime", "datetime"),
     # Text in the image and the keyword index (ingest/ocr.py, pixseek/keywords.py); `~` on a
     # full-text-indexed field matches whole words, case-insensitively.

@@ -44,14 +44,17 @@ from pixseek.store.base import (
     RankFusion,
     Recommend,
     SearchRequest,
+    SparseVector,
     VectorStore,
     is_point_id,
 )
 
 if TYPE_CHECKING:
     from PIL import Image
+    from pixseek.search.cutoff import Cutoff
 
 MAX_LIMIT = 1000
+MMR_CANDIDATES = 200  # the pool Qdrant's MMR picks a diverse list from
 DEFAULT_MAX_PIXELS = 178_956_970
 
 
@@ -81,7 +84,7 @@ class _Resolver:
         self.info = info
         self.spec = spec
         self.max_pixels = max_pixels
-        self.points = self._load_points(spec.point_ids)
+        self.points = self._load_points([*spec.point_ids, *spec.good, *spec.bad])
         self._checked = False
 
     def _load_points(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -164,7 +167,7 @@ def plan_search(
     filter: models.Filter | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PlannedSearch:
-    if not spec.terms:
+    if not spec.terms and not spec.good:
         raise nothing_to_search()
     if not spec.has_positive:
         raise UserError("the query has only negative terms; add a positive term to search for")
@@ -172,11 +175,15 @@ def plan_search(
         raise UserError(f"collection {info.name!r} has no {CLIP_VECTOR!r} vectors to search")
     resolver = _Resolver(store, encoder, info, spec, max_pixels)
     weighted = [(resolver.vector(term), term.weight) for term in spec.terms]
-    direction = np.sum([w * v for v, w in weighted], axis=0)
-    norm = float(np.linalg.norm(direction))
-    if norm < 1e-6:
+    direction = np.sum([w * v for v, w in weighted], axis=0) if weighted else None
+    norm = 0.0 if direction is None else float(np.linalg.norm(direction))
+    if weighted and norm < 1e-6:
         raise UserError("the query's positive and negative terms cancel out; change the weights")
-    if len(weighted) > 1 and all(abs(w) == 1.0 for _, w in weighted):
+    if spec.good or spec.bad:
+        plan, scale = _feedback_plan(
+            resolver, spec, None if direction is None else direction / norm
+        )
+    elif len(weighted) > 1 and all(abs(w) == 1.0 for _, w in weighted):
         plan: Nearest | Recommend = Recommend(
             positives=[v for v, w in weighted if w > 0],
             negatives=[v for v, w in weighted if w < 0],
@@ -188,6 +195,41 @@ def plan_search(
         examples = models.HasIdCondition(has_id=list(dict.fromkeys(spec.point_ids)))
         filter = models.Filter(must=[filter] if filter else None, must_not=[examples])
     return PlannedSearch(plan, scale, filter, spec.describe())
+
+
+def _feedback_plan(
+    resolver: _Resolver, spec: QuerySpec, query: np.ndarray | None
+) -> tuple[Recommend, float]:
+    """Relevance feedback as Qdrant's recommend (sum of scores): the query direction and each
+    good mark are positive examples, each bad mark a negative one. Marks are sent as vectors, not
+    ids, so marked points stay eligible: good ones rise, bad ones sink (not vanish)."""
+    positives = ([query] if query is not None else []) + [resolver.points[i] for i in spec.good]
+    negatives = [resolver.points[i] for i in spec.bad]
+    if not positives:
+        raise UserError("--bad marks need a query (or a --good mark) to steer; add query words")
+    direction = np.sum(positives, axis=0) - (np.sum(negatives, axis=0) if negatives else 0.0)
+    scale = float(np.linalg.norm(direction))
+    if scale < 1e-6:
+        raise UserError("the good and bad marks cancel the query out; drop some marks")
+    return Recommend(positives=positives, negatives=negatives), scale
+
+
+def as_nearest(plan: Nearest | Recommend | RankFusion) -> Nearest:
+    """sum_scores recommend ranks like one Nearest on the direction sum(pos) - sum(neg)."""
+    if isinstance(plan, Nearest):
+        return plan
+    if isinstance(plan, Recommend):
+        direction = np.sum([np.asarray(v) for v in plan.positives], axis=0)
+        if plan.negatives:
+            direction = direction - np.sum([np.asarray(v) for v in plan.negatives], axis=0)
+        return Nearest(unit(direction.astype(np.float32)), using=plan.using)
+    raise UserError("hybrid mode cannot fuse an already fused query")
+
+
+@dataclass
+class SearchPage:
+    hits: list[Hit]
+    ended_by: str | None = None  # why the list ends before `limit` (a cutoff), for the user
 
 
 def run_search(
@@ -203,22 +245,51 @@ def run_search(
     collapse: str | None = None,
     mode: str = "auto",
     fusion: str = "rrf",
+    diversity: float | None = None,
+    cutoff: Cutoff | None = None,
 ) -> list[Hit]:
     """Search `collection`; scores are cosine similarities to the query, best first.
     `collapse="near"` returns one hit per near-duplicate group (search/collapse.py).
     `mode` keyword/hybrid/auto: BM25 and fused rankings (search/keyword.py; other scores).
+    `diversity` (0-1): Qdrant's MMR re-picks the list; `cutoff`: search/cutoff.py.
 
     `encoder` may be None for queries made only of stored points (--like).
     """
+    return search_page(
+        store, encoder, collection, spec, filter, limit, offset, threshold, max_pixels,
+        collapse, mode, fusion, diversity, cutoff,
+    ).hits  # fmt: skip
+
+
+def search_page(
+    store: VectorStore,
+    encoder: QueryEncoder | None,
+    collection: str,
+    spec: QuerySpec,
+    filter: models.Filter | None = None,
+    limit: int = 10,
+    offset: int = 0,
+    threshold: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    collapse: str | None = None,
+    mode: str = "auto",
+    fusion: str = "rrf",
+    diversity: float | None = None,
+    cutoff: Cutoff | None = None,
+) -> SearchPage:
+    """`run_search` with the reason a list ends early (a cutoff), for the CLI and the API."""
     if not 1 <= limit <= MAX_LIMIT:
         raise UserError(f"limit must be between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise UserError("offset must be 0 or more")
+    check_diversity(diversity, collapse)
     info = store.get_collection(collection)
     if info is None:
         raise CollectionNotFound(collection)
     from pixseek.search.keyword import plan_with_mode  # imports this module
 
+    if cutoff is not None and mode == "auto" and not spec.keyword_terms:
+        mode = "dense"  # cutoffs need cosine scores, as --threshold does
     planned = plan_with_mode(
         store, encoder, info, spec, filter, max_pixels, mode, fusion, threshold
     )
@@ -226,7 +297,54 @@ def run_search(
         from pixseek.search.collapse import check_collapse
 
         check_collapse(collapse, info)
-    return execute(store, collection, planned, limit, offset, threshold, collapse)
+    if cutoff is None:
+        return SearchPage(
+            execute(store, collection, planned, limit, offset, threshold, collapse, diversity)
+        )
+    return _with_cutoff(
+        store, collection, planned, limit, offset, threshold, collapse, diversity, cutoff
+    )
+
+
+def check_diversity(diversity: float | None, collapse: str | None = None) -> None:
+    if diversity is None:
+        return
+    if not 0.0 <= diversity <= 1.0:
+        raise InputError("diversity must be between 0 (plain relevance order) and 1 (most diverse)")
+    if collapse is not None:
+        raise InputError("diversity and collapse both re-pick the list; use one of them")
+
+
+def _with_cutoff(
+    store: VectorStore,
+    collection: str,
+    planned: PlannedSearch,
+    limit: int,
+    offset: int,
+    threshold: float | None,
+    collapse: str | None,
+    diversity: float | None,
+    cutoff: Cutoff,
+) -> SearchPage:
+    from pixseek.search.cutoff import apply_cutoff, background
+
+    if isinstance(planned.plan, RankFusion) or _is_sparse(planned.plan):
+        raise UserError(
+            "cutoffs compare cosine similarities and work with dense searches only; "
+            "keyword, hybrid and fused scores are BM25 and rank-fusion scores"
+        )
+    # The top score of the whole query, whatever the page: the list's first hit.
+    hits = execute(store, collection, planned, offset + limit, 0, threshold, collapse, diversity)
+    top = max((h.score for h in hits), default=None)
+    bg = None
+    if cutoff.kind == "z":
+        bg = background(store, collection, np.asarray(as_nearest(planned.plan).vector))
+    result = apply_cutoff(hits, cutoff, top, bg)
+    return SearchPage(result.hits[offset : offset + limit], result.ended_by)
+
+
+def _is_sparse(plan: QueryPlan) -> bool:
+    return isinstance(plan, Nearest) and isinstance(plan.vector, SparseVector)
 
 
 def execute(
@@ -237,10 +355,13 @@ def execute(
     offset: int = 0,
     threshold: float | None = None,
     collapse: str | None = None,
+    diversity: float | None = None,
 ) -> list[Hit]:
     """The one executor every plan goes through (plain, recommend, composed, fused/generated):
     threshold scaling, tie-complete windows, stable paging and score reporting are the same."""
     store_threshold = None if threshold is None else _just_below(threshold * planned.scale)
+    if diversity is not None:
+        return _diverse(store, collection, planned, limit, offset, threshold, diversity)
     if collapse is not None:
         from pixseek.search.collapse import collapsed_page, group_sizes
 
@@ -256,6 +377,47 @@ def execute(
     scored = [Hit(id=hit.id, score=hit.score / planned.scale, payload=hit.payload) for hit in hits]
     if threshold is not None and not isinstance(planned.plan, RankFusion):
         scored = [hit for hit in scored if hit.score >= threshold]  # cosine scores only
+    return scored[offset : offset + limit]
+
+
+def _diverse(
+    store: VectorStore,
+    collection: str,
+    planned: PlannedSearch,
+    limit: int,
+    offset: int,
+    threshold: float | None,
+    diversity: float,
+) -> list[Hit]:
+    """Qdrant's MMR. Its greedy picks are prefix-stable for a fixed candidate pool, so a page is
+    the slice of one longer pick; the pool grows only for pages past MMR_CANDIDATES results."""
+    wanted = offset + limit
+    plan = planned.plan
+    vector = None
+    scale = planned.scale
+    if isinstance(plan, RankFusion):
+        dense = [s.vector for s in plan.searches if not isinstance(s.vector, SparseVector)]
+        if not dense:
+            raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
+        vector = unit(np.mean([np.asarray(v, dtype=np.float32) for v in dense], axis=0))
+    elif not _is_sparse(plan):
+        plan, scale = as_nearest(plan), 1.0  # same ranking; MMR needs one query vector
+    else:
+        raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
+    request = SearchRequest(
+        plan,
+        wanted,
+        0,
+        planned.filter,
+        None if threshold is None else _just_below(threshold * scale),
+        diversity=diversity,
+        diversity_candidates=max(MMR_CANDIDATES, wanted),
+        diversity_vector=vector,
+    )
+    hits = store.search(collection, request)
+    scored = [Hit(id=h.id, score=h.score / scale, payload=h.payload) for h in hits]
+    if threshold is not None and not isinstance(plan, RankFusion):
+        scored = [hit for hit in scored if hit.score >= threshold]
     return scored[offset : offset + limit]
 
 

@@ -15,12 +15,12 @@ in the point's OCR text (a full-text filter), as `--where 'ocr~exit 12'` does.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
-import numpy as np
-from pixseek.search.engine import DEFAULT_MAX_PIXELS, PlannedSearch, plan_search
+from pixseek.search.engine import DEFAULT_MAX_PIXELS, PlannedSearch, as_nearest, plan_search
 from pixseek.search.query import QuerySpec, Term
-from pixseek.search.text_encoder import QueryEncoder, unit
+from pixseek.search.text_encoder import QueryEncoder
 from qdrant_client import models
 
 from pixseek.errors import InputError, UserError
@@ -30,7 +30,6 @@ from pixseek.store.base import (
     CollectionInfo,
     Nearest,
     RankFusion,
-    Recommend,
     VectorStore,
 )
 
@@ -107,34 +106,18 @@ def plan_with_mode(
         raise UserError(f"the query {text!r} has no searchable word (only stop words?)")
     filter = _with_ocr_words(filter, spec)
     keyword = Nearest(sparse, using=TEXT_VECTOR)
-    dense_spec = QuerySpec(
-        tuple(t for t in spec.terms if t not in spec.keyword_terms),
-        spec.ensemble,
-        spec.exclude_examples,
-    )
+    dense_spec = replace(spec, terms=tuple(t for t in spec.terms if t not in spec.keyword_terms))
     if mode == "keyword" or not dense_spec.terms:
         return PlannedSearch(keyword, 1.0, filter, f"keyword: {text}")
     dense = plan_search(store, encoder, info, dense_spec, filter, max_pixels)
     fused = RankFusion(
-        [_as_nearest(dense.plan), keyword],
+        [as_nearest(dense.plan), keyword],
         candidates=CANDIDATES,
         fusion=fusion,  # type: ignore[arg-type]
     )
     return PlannedSearch(
         fused, 1.0, dense.filter, f"hybrid ({fusion}): {dense.description} | {text}"
     )
-
-
-def _as_nearest(plan: Nearest | Recommend | RankFusion) -> Nearest:
-    """sum_scores recommend ranks like one Nearest on the direction sum(pos) - sum(neg)."""
-    if isinstance(plan, Nearest):
-        return plan
-    if isinstance(plan, Recommend):
-        direction = np.sum([np.asarray(v) for v in plan.positives], axis=0)
-        if plan.negatives:
-            direction = direction - np.sum([np.asarray(v) for v in plan.negatives], axis=0)
-        return Nearest(unit(direction.astype(np.float32)), using=plan.using)
-    raise UserError("hybrid mode cannot fuse an already fused query")
 
 
 def _with_ocr_words(filter: models.Filter | None, spec: QuerySpec) -> models.Filter | None:

@@ -38,7 +38,7 @@ _PREFIX = re.compile(r"^(?P<sign>[+-])?(?P<weight>\d+(?:\.\d*)?|\.\d+)?:(?P<rest
 
 def nothing_to_search() -> InputError:
     return InputError(
-        "nothing to search for; give query text, --image PATH or --like POINT_ID",
+        "nothing to search for; give query text, --image PATH, --like POINT_ID or --good POINT_ID",
         api_message="nothing to search for; give query text, an uploaded image or a `like` point id",
     )
 
@@ -81,9 +81,19 @@ class QuerySpec:
     terms: tuple[QueryTerm, ...] = ()
     ensemble: bool = True  # prompt-template ensembling for text terms
     exclude_examples: bool = True  # stored points used as examples are left out of the results
+    # Relevance feedback: results the user marked good / bad (point ids). They steer the query
+    # (search/engine.py) and, unlike --like examples, stay eligible as results.
+    good: tuple[str, ...] = ()
+    bad: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return " + ".join(term.describe() for term in self.terms).replace("+ -", "- ")
+        text = " + ".join(term.describe() for term in self.terms).replace("+ -", "- ")
+        marks = [
+            f"{len(ids)} marked {kind}"
+            for kind, ids in (("good", self.good), ("bad", self.bad))
+            if ids
+        ]
+        return "; ".join([text, *marks]) if text else "; ".join(marks)
 
     @property
     def point_ids(self) -> list[str]:
@@ -96,7 +106,7 @@ class QuerySpec:
 
     @property
     def has_positive(self) -> bool:
-        return any(term.weight > 0 for term in self.terms)
+        return bool(self.good) or any(term.weight > 0 for term in self.terms)
 
     @property
     def keyword_terms(self) -> list[Term]:
@@ -237,6 +247,15 @@ class QueryInput:
     modify: str | None = None
     modify_weight: float = 0.5
     ensemble: bool = True
+    good: Sequence[str] = ()  # relevance feedback marks (point ids)
+    bad: Sequence[str] = ()
+
+
+def _marks(values: Sequence[str], kind: str) -> tuple[str, ...]:
+    ids = [_canonical_id(v.strip()) for v in values]
+    if any(not i for i in ids):
+        raise InputError(f"empty --{kind} mark; give the point id of a result")
+    return tuple(dict.fromkeys(ids))
 
 
 def build_query(given: QueryInput) -> QuerySpec:
@@ -274,9 +293,13 @@ def build_query(given: QueryInput) -> QuerySpec:
         terms[terms.index(reference)] = Composed(
             Term(reference.kind, reference.value), modifier, given.modify_weight, reference.weight
         )
-    if not terms:
+    good, bad = _marks(given.good, "good"), _marks(given.bad, "bad")
+    both = set(good) & set(bad)
+    if both:
+        raise InputError(f"point {sorted(both)[0]} is marked both good and bad; keep one mark")
+    if not terms and not good:
         raise nothing_to_search()
-    spec = QuerySpec(terms=tuple(terms), ensemble=given.ensemble)
+    spec = QuerySpec(terms=tuple(terms), ensemble=given.ensemble, good=good, bad=bad)
     if not spec.has_positive:
         raise UserError(
             "the query has only negative terms; add at least one positive term to search for"

@@ -147,6 +147,27 @@ class SearchRequest:
     offset: int = 0
     filter: models.Filter | None = None
     threshold: float | None = None
+    # Maximal marginal relevance (Qdrant's MMR): 0 = plain relevance order, 1 = most diverse.
+    # Needs a Nearest plan, or a RankFusion whose candidates MMR re-picks by `diversity_vector`.
+    diversity: float | None = None
+    diversity_candidates: int = 100
+    diversity_vector: Vector | None = None
+
+
+@dataclass(frozen=True)
+class FacetCount:
+    value: str | int | bool
+    count: int
+
+
+@dataclass(frozen=True)
+class Browse:
+    """A page of a collection without a query: newest first (payload `mtime`), or oldest."""
+
+    limit: int = 50
+    offset: int = 0
+    filter: models.Filter | None = None
+    newest_first: bool = True
 
 
 class VectorStore(Protocol):
@@ -201,6 +222,16 @@ class VectorStore(Protocol):
     ) -> list[list[Hit]]:
         """Several Nearest/Recommend searches in one call (one result list per request);
         `fields` limits the payload returned, `exact` skips the HNSW index."""
+        ...
+
+    def facet(
+        self, name: str, key: str, limit: int = 50, filter: models.Filter | None = None
+    ) -> list[FacetCount]:
+        """Exact counts of the most frequent values of an indexed keyword/integer field."""
+        ...
+
+    def browse(self, name: str, request: Browse) -> list[StoredPoint]:
+        """Points ordered by `mtime` (created on first use where a collection lacks it)."""
         ...
 
     def add_vector(self, name: str, vector: str, size: int) -> bool:

@@ -30,21 +30,19 @@ from pixseek.errors import (
     StoreCorrupt,
     first_line,
 )
-from pixseek.store import integrity
+from pixseek.store import edge_query, integrity
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     TEXT_VECTOR,
+    Browse,
     CollectionInfo,
+    FacetCount,
     Hit,
     IndexStatus,
-    Nearest,
     PointRecord,
     RankFusion,
-    Recommend,
     SearchRequest,
-    SparseVector,
     StoredPoint,
-    as_list,
     check_collection_name,
     is_point_id,
     stored_point,
@@ -310,7 +308,7 @@ class EdgeStore:
         edge_points = [
             qe.Point(
                 id=point.id,
-                vector={vec: _vec(values) for vec, values in point.vectors.items()},
+                vector={vec: edge_query.vec(values) for vec, values in point.vectors.items()},
                 payload=point.payload,
             )
             for point in points
@@ -362,42 +360,38 @@ class EdgeStore:
         return self._shard(name).count(qe.CountRequest(filter=to_edge_filter(filter), exact=True))
 
     def search(self, name: str, request: SearchRequest) -> list[Hit]:
-        shard = self._shard(name)
         edge_filter = to_edge_filter(request.filter)
-        params = _search_params(self._storage(name))
-        plan = request.plan
-        if isinstance(plan, RankFusion):
-            prefetches = [
-                qe.Prefetch(
-                    limit=max(plan.candidates, request.limit + request.offset),
-                    query=qe.Query.Nearest(_vec(s.vector), using=s.using),
-                    filter=edge_filter,
-                    score_threshold=request.threshold,
-                    params=None if isinstance(s.vector, SparseVector) else params,
-                )
-                for s in plan.searches
-            ]
-            query_request = qe.QueryRequest(
-                limit=request.limit,
-                offset=request.offset,
-                prefetches=prefetches,
-                query=_fusion(plan),
-                with_payload=True,
-            )
-        else:
-            query_request = qe.QueryRequest(
-                limit=request.limit,
-                offset=request.offset,
-                query=_edge_query(plan),
-                filter=edge_filter,
-                score_threshold=request.threshold,
-                with_payload=True,
-                params=None if _is_sparse(plan) else params,
-            )
+        params = edge_query.search_params(self._storage(name))
+        query = edge_query.query_request(request, edge_filter, params)
         return [
             Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
-            for p in shard.query(query_request)
+            for p in self._shard(name).query(query)
         ]
+
+    def facet(
+        self, name: str, key: str, limit: int = 50, filter: models.Filter | None = None
+    ) -> list[FacetCount]:
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge_filter(filter))
+        return [FacetCount(h.value, int(h.count)) for h in self._shard(name).facet(request)]
+
+    def browse(self, name: str, request: Browse) -> list[StoredPoint]:
+        shard = self._shard(name)
+        direction = qe.Direction.Desc if request.newest_first else qe.Direction.Asc
+        query = qe.QueryRequest(
+            limit=request.limit,
+            offset=request.offset,
+            query=qe.OrderBy("mtime", direction),
+            filter=to_edge_filter(request.filter),
+            with_payload=True,
+        )
+        try:
+            points = shard.query(query)
+        except Exception as exc:  # collections made before the mtime range index
+            if "range index" not in str(exc):
+                raise
+            shard.update(qe.UpdateOperation.create_field_index("mtime", _INDEX_TYPES["float"]))
+            points = shard.query(query)
+        return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in points]
 
     def optimize(self, name: str) -> IndexStatus:
         # Edge has no background optimizer: without this, every segment is searched exactly
@@ -472,7 +466,9 @@ class EdgeStore:
         if not requests:
             return []
         with_payload: Any = qe.PayloadSelector.Include(list(fields)) if fields is not None else True
-        params = qe.SearchParams(exact=True) if exact else _search_params(self._storage(name))
+        params = (
+            qe.SearchParams(exact=True) if exact else edge_query.search_params(self._storage(name))
+        )
         queries = []
         for request in requests:
             if isinstance(request.plan, RankFusion):
@@ -481,7 +477,7 @@ class EdgeStore:
                 qe.QueryRequest(
                     limit=request.limit,
                     offset=request.offset,
-                    query=_edge_query(request.plan),
+                    query=edge_query.plan_query(request.plan),
                     filter=to_edge_filter(request.filter),
                     score_threshold=request.threshold,
                     with_payload=with_payload,
@@ -498,7 +494,7 @@ class EdgeStore:
         if not vectors:
             return
         items = [
-            qe.PointVectors(id=point_id, vector={k: _vec(v) for k, v in named.items()})
+            qe.PointVectors(id=point_id, vector={k: edge_query.vec(v) for k, v in named.items()})
             for point_id, named in vectors.items()
         ]
         self._shard(name).update(qe.UpdateOperation.update_vectors(items))
@@ -599,45 +595,6 @@ def _vector_params(size: int, storage: StorageOptions) -> qe.EdgeVectorParams:
     )
 
 
-def _search_params(storage: StorageOptions) -> qe.SearchParams | None:
-    if not storage.quantized and storage.hnsw_ef is None:
-        return None
-    quantization = None
-    if storage.quantized:
-        quantization = qe.QuantizationSearchParams(
-            rescore=storage.rescore, oversampling=storage.effective_oversampling
-        )
-    return qe.SearchParams(hnsw_ef=storage.hnsw_ef, quantization=quantization)
-
-
-def _edge_query(plan: Nearest | Recommend) -> Any:
-    if isinstance(plan, Nearest):
-        return qe.Query.Nearest(_vec(plan.vector), using=plan.using)
-    return qe.Query.RecommendSumScores(
-        qe.RecommendQuery(
-            positives=[as_list(v) for v in plan.positives],
-            negatives=[as_list(v) for v in plan.negatives],
-        ),
-        using=plan.using,
-    )
-
-
 def _sparse_params() -> qe.EdgeSparseVectorParams:
     # IDF computed by Qdrant over the stored points; term frequencies come from pixseek.keywords.
     return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
-
-
-def _vec(vector: Any) -> Any:
-    if isinstance(vector, SparseVector):
-        return qe.SparseVector(vector.indices, vector.values)
-    return as_list(vector)
-
-
-def _is_sparse(plan: Any) -> bool:
-    return isinstance(plan, Nearest) and isinstance(plan.vector, SparseVector)
-
-
-def _fusion(plan: RankFusion) -> Any:
-    if plan.fusion == "dbsf":
-        return qe.Fusion.Dbsf()
-    return qe.Fusion.Rrf(k=plan.k, weights=plan.weights)

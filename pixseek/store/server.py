@@ -22,7 +22,9 @@ from pixseek.errors import (
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     TEXT_VECTOR,
+    Browse,
     CollectionInfo,
+    FacetCount,
     Hit,
     IndexStatus,
     Nearest,
@@ -246,6 +248,15 @@ class ServerStore:
                 for s in plan.searches
             ]
             kwargs["query"] = _fusion(plan)
+            if request.diversity is not None:  # MMR re-picks among the fused candidates
+                fused = models.Prefetch(
+                    prefetch=kwargs["prefetch"],
+                    query=kwargs["query"],
+                    limit=request.diversity_candidates,
+                )
+                kwargs["prefetch"] = [fused]
+                kwargs["query"] = _mmr(request, request.diversity_vector)
+                kwargs["using"] = plan.searches[0].using
         else:
             kwargs["query_filter"] = request.filter
             kwargs["score_threshold"] = request.threshold
@@ -255,6 +266,10 @@ class ServerStore:
                 kwargs["query"] = _vec(plan.vector)
                 if isinstance(plan.vector, SparseVector):
                     kwargs["search_params"] = None
+                if request.diversity is not None:
+                    kwargs["query"] = _mmr(request, plan.vector)
+            elif request.diversity is not None:
+                raise ValueError("diversity needs a Nearest plan (the engine sends one)")
             else:
                 kwargs["query"] = models.RecommendQuery(
                     recommend=models.RecommendInput(
@@ -268,6 +283,34 @@ class ServerStore:
             Hit(id=str(p.id), score=float(p.score), payload=p.payload or {})
             for p in response.points
         ]
+
+    def facet(
+        self, name: str, key: str, limit: int = 50, filter: models.Filter | None = None
+    ) -> list[FacetCount]:
+        self._require(name)
+        response = self._call(
+            self.client.facet, name, key, facet_filter=filter, limit=limit, exact=True
+        )
+        return [FacetCount(h.value, int(h.count)) for h in response.hits]
+
+    def browse(self, name: str, request: Browse) -> list[StoredPoint]:
+        self._require(name)
+        direction = models.Direction.DESC if request.newest_first else models.Direction.ASC
+        kwargs: dict[str, Any] = {
+            "query": models.OrderByQuery(order_by=models.OrderBy(key="mtime", direction=direction)),
+            "query_filter": request.filter,
+            "limit": request.limit,
+            "offset": request.offset,
+            "with_payload": True,
+        }
+        try:
+            response = self._call(self.client.query_points, name, **kwargs)
+        except UserError as exc:  # collections made before the mtime range index
+            if "index" not in str(exc):
+                raise
+            self._call(self.client.create_payload_index, name, "mtime", _INDEX_TYPES["float"])
+            response = self._call(self.client.query_points, name, **kwargs)
+        return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in response.points]
 
     def optimize(self, name: str) -> IndexStatus:
         """A Qdrant server indexes in the background by itself: report where it stands."""
@@ -374,6 +417,15 @@ def _vec(vector: Any) -> Any:
     if isinstance(vector, SparseVector):
         return models.SparseVector(indices=vector.indices, values=vector.values)
     return as_list(vector)
+
+
+def _mmr(request: SearchRequest, vector: Any) -> models.NearestQuery:
+    if vector is None:
+        raise ValueError("MMR over fused candidates needs request.diversity_vector")
+    return models.NearestQuery(
+        nearest=_vec(vector),
+        mmr=models.Mmr(diversity=request.diversity, candidates_limit=request.diversity_candidates),
+    )
 
 
 def _fusion(plan: RankFusion) -> Any:
