@@ -246,3 +246,47 @@ def test_subprocess_entry_point(coco_env):
         "pixseek: error: --where 'taken>=soon': expected a date (YYYY-MM-DD) or datetime "
         "(YYYY-MM-DDTHH:MM:SS) at position 7"
     ]
+
+
+def test_feedback_diversity_and_cutoff_flags(search):
+    code, out, _ = search("people", "--json", "-k", "10")
+    first = _records(out)
+    good, bad = first[5]["id"], first[0]["id"]
+    code, out, err = search("people", "--good", good, "--bad", bad, "--json", "-k", "10")
+    assert code == 0, err
+    steered = [r["id"] for r in _records(out)]
+    assert steered.index(good) < 5 and (bad not in steered or steered.index(bad) > 0)
+    # `--diverse` without a value takes 0.5 and leaves the next word to the query.
+    code, out, err = search("--diverse", "people", "--json", "-k", "10")
+    assert code == 0, err
+    diverse = [r["id"] for r in _records(out)]
+    assert diverse[0] == first[0]["id"] and len(diverse) == 10
+    code, out, err = search("people", "--diverse", "0.9", "--json", "-k", "5", "--offset", "5")
+    assert code == 0, err
+    code, out, err = search("people", "--cutoff", "gap:0.0001", "--json", "-k", "50")
+    assert code == 0 and len(_records(out)) < 50
+    assert "the list ends at" in err and "gap:0.0001" in err
+    code, _, err = search("people", "--cutoff", "top:3")
+    assert code == 2 and "gap:MARGIN" in err and len(err.strip().splitlines()) == 1
+
+
+def test_collections_show_counts_labels_like_the_sidecar(coco_env, monkeypatch):
+    from collections import Counter
+
+    from click.testing import CliRunner
+
+    from pixseek.cli import main
+
+    for key, value in coco_env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, ["collections", "show", "coco", "--json"])
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    expected = Counter(label for row in LABELS.values() for label in row.get("labels") or [])
+    assert shown["facets"]["labels"] == dict(expected)
+    assert sum(shown["facets"]["formats"].values()) == shown["points"]
+    dogs = CliRunner().invoke(main, ["collections", "show", "coco", "-w", "label=dog", "--json"])
+    counted = json.loads(dogs.stdout)
+    assert counted["matching"] == expected["dog"] == counted["facets"]["labels"]["dog"]
+    text = CliRunner().invoke(main, ["collections", "show", "coco"]).stdout
+    assert f"dog {expected['dog']}" in text and text.startswith("coco: ")

@@ -1,5 +1,5 @@
-"""`pixseek collections [...]`: list, drop, index, check, repair, snapshot, restore and migrate
-collections."""
+"""`pixseek collections [...]`: list, show (facet counts), drop, index, check, repair, snapshot,
+restore and migrate collections."""
 
 from __future__ import annotations
 
@@ -113,6 +113,53 @@ def _edge_store(ctx: click.Context, command: str):
             "checks its own storage (use its snapshot API: POST /collections/NAME/snapshots)"
         )
     return store
+
+
+@collections_command.command("show")
+@click.argument("name")
+@click.option(
+    "--where",
+    "-w",
+    "wheres",
+    multiple=True,
+    metavar="EXPR",
+    help="Count only the points this filter keeps (the --where language of search).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with the counts.")
+@click.pass_context
+def show_command(ctx: click.Context, name: str, wheres: tuple[str, ...], as_json: bool) -> None:
+    """Collection NAME: points, vectors, storage, and counts per label, format, camera, year."""
+    from pixseek.errors import CollectionNotFound
+    from pixseek.search.facets import collection_facets
+    from pixseek.search.filters import compile_filters
+    from pixseek.store import open_store
+
+    store = open_store(settings_from(ctx))
+    info = store.get_collection(name)
+    if info is None:
+        raise CollectionNotFound(name)
+    flt = compile_filters(wheres)
+    facets = collection_facets(store, name, flt)
+    matching = store.count(name, flt) if flt is not None else info.points
+    record = {
+        "name": info.name,
+        "points": info.points,
+        "matching": matching,
+        "vectors": info.vectors,
+        "storage": info.storage.as_dict(),
+        **facets.as_dict(),
+    }
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    vectors = ", ".join(f"{k}:{v}" for k, v in info.vectors.items())
+    click.echo(f"{info.name}: {info.points} points, vectors {vectors}, {info.storage.describe()}")
+    if flt is not None:
+        click.echo(f"{matching} points match {' and '.join(wheres)}")
+    for facet, counts in facets.counts.items():
+        shown = ", ".join(f"{value} {count}" for value, count in counts.items()) or "-"
+        more = " (most frequent only)" if facet in facets.truncated else ""
+        click.echo(f"{facet}: {shown}{more}")
 
 
 @collections_command.command("check")

@@ -45,6 +45,20 @@ if TYPE_CHECKING:
     help="Also read the text in the images (after embedding, in its own threads) and index it "
     "for keyword and hybrid search; same as `pixseek enrich ocr` afterwards.",
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Decode and embed on the `pixseek worker` processes of PIXSEEK_BROKER_URL's queue "
+    "(PIXSEEK_JOB_QUEUE), in shards; plan and finish here. Workers must see PATHS at the same "
+    "paths and use the same models.",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="With --distributed: files per worker task.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def ingest_command(
@@ -61,6 +75,8 @@ def ingest_command(
     hnsw_m: int | None,
     hnsw_ef_construct: int | None,
     ocr: bool,
+    distributed: bool,
+    shard_size: int,
     as_json: bool,
 ) -> None:
     """Embed the images under PATHS (folders, images, tar or zip archives) into a collection.
@@ -99,7 +115,12 @@ def ingest_command(
         from pixseek.ingest.ocr import ocr_engine
 
         ocr_engine(threads=1, max_side=settings.ocr_max_side)
-    summary = run_ingest(store, embedders, list(paths), options, _progress_reporter())
+    embed = None
+    if distributed:  # checks the broker before anything is planned
+        from pixseek.worker.distributed import distributed_embed
+
+        embed = distributed_embed(settings, shard_size)
+    summary = run_ingest(store, embedders, list(paths), options, _progress_reporter(), embed)
     enriched = None
     if ocr:
         from pixseek.cli.enrich import enrich_ocr, print_summary

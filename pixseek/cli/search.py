@@ -30,6 +30,13 @@ class SearchCommand(click.Command):
             if isinstance(param, click.Option) and not param.is_flag and not param.count
             for name in (*param.opts, *param.secondary_opts)
         }
+        # `--diverse [LAMBDA]`: its value is optional, so a query word after it stays a word.
+        optional_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and getattr(param, "_flag_needs_value", False)
+            for name in param.opts
+        }
         options: list[str] = []
         words: list[str] = []
         index = 0
@@ -40,13 +47,23 @@ class SearchCommand(click.Command):
                 break
             if token.startswith("-") and len(token) > 1 and not _DASH_TERM.match(token):
                 options.append(token)
-                if token in takes_value and index + 1 < len(args):
+                if token in optional_value and not _is_number(args[index + 1 : index + 2]):
+                    pass
+                elif token in takes_value and index + 1 < len(args):
                     options.append(args[index + 1])
                     index += 1
             else:
                 words.append(token)
             index += 1
         return super().parse_args(ctx, [*options, "--", *words] if words else options)
+
+
+def _is_number(tokens: list[str]) -> bool:
+    try:
+        float(tokens[0])
+    except (IndexError, ValueError):
+        return False
+    return True
 
 
 @click.command("search", cls=SearchCommand)
@@ -78,6 +95,35 @@ class SearchCommand(click.Command):
     default=0.5,
     show_default=True,
     help="The text's share lambda in the composed query vector.",
+)
+@click.option(
+    "--good",
+    "goods",
+    multiple=True,
+    metavar="POINT_ID",
+    help="Relevance feedback: a result that is right (repeatable); re-ranks towards it.",
+)
+@click.option(
+    "--bad",
+    "bads",
+    multiple=True,
+    metavar="POINT_ID",
+    help="Relevance feedback: a result that is wrong (repeatable); re-ranks away from it.",
+)
+@click.option(
+    "--diverse",
+    "diversity",
+    type=click.FloatRange(0.0, 1.0),
+    is_flag=False,
+    flag_value=0.5,
+    metavar="[LAMBDA]",
+    help="Diverse results (Qdrant MMR): 0 = relevance order, 1 = most diverse; default 0.5.",
+)
+@click.option(
+    "--cutoff",
+    metavar="gap:M|z:Z",
+    help="End the list per query: gap:0.05 drops scores below top - 0.05; z:3 keeps scores "
+    "3 standard deviations above the collection's background.",
 )
 @click.option("--limit", "-k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many results.")
@@ -137,6 +183,10 @@ def search_command(
     collection: str,
     images: tuple[str, ...],
     likes: tuple[str, ...],
+    goods: tuple[str, ...],
+    bads: tuple[str, ...],
+    diversity: float | None,
+    cutoff: str | None,
     modify: str | None,
     modify_weight: float,
     limit: int,
@@ -166,7 +216,8 @@ def search_command(
         from pixseek.search.text_encoder import warm_text_model
 
         warm_text_model(settings_from(ctx))
-    from pixseek.search.engine import run_search
+    from pixseek.search.cutoff import parse_cutoff
+    from pixseek.search.engine import search_page
     from pixseek.search.filters import compile_filters
     from pixseek.search.query import QueryInput, build_query
     from pixseek.search.text_encoder import query_encoder
@@ -175,7 +226,16 @@ def search_command(
     if generate:  # -- generative search: delegated to worker/cli.py
         from pixseek.cli.generate import search_generate
 
-        ignored = {"image": images, "like": likes, "modify": modify, "offset": offset}
+        ignored = {
+            "image": images,
+            "like": likes,
+            "modify": modify,
+            "offset": offset,
+            "good": goods,
+            "bad": bads,
+            "diverse": diversity,
+            "cutoff": cutoff,
+        }
         search_generate(
             ctx,
             query,
@@ -199,11 +259,13 @@ def search_command(
             modify=modify,
             modify_weight=modify_weight,
             ensemble=not no_ensemble,
+            good=goods,
+            bad=bads,
         )
     )
     flt = compile_filters(wheres)
     store = open_store(settings)
-    hits = run_search(
+    page = search_page(
         store,
         query_encoder(settings),
         collection,
@@ -216,8 +278,13 @@ def search_command(
         collapse=collapse,
         mode=mode,
         fusion=hybrid_fusion,
+        diversity=diversity,
+        cutoff=parse_cutoff(cutoff) if cutoff is not None else None,
     )
+    hits = page.hits
     _print(hits, offset, as_json)
+    if page.ended_by:
+        click.echo(f"pixseek: the list ends at {offset + len(hits)}: {page.ended_by}", err=True)
     if html_path:
         _write_html(Path(html_path), hits, spec.describe(), collection, wheres, offset)
 

@@ -162,12 +162,14 @@ class FacetCount:
 
 @dataclass(frozen=True)
 class Browse:
-    """A page of a collection without a query: newest first (payload `mtime`), or oldest."""
+    """A page of a collection without a query, ordered by a range-indexed payload field:
+    `mtime` (newest first by default) or `taken`; points without the field are left out."""
 
     limit: int = 50
     offset: int = 0
     filter: models.Filter | None = None
     newest_first: bool = True
+    order_by: Literal["mtime", "taken"] = "mtime"
 
 
 class VectorStore(Protocol):

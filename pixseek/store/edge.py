@@ -380,7 +380,7 @@ class EdgeStore:
         query = qe.QueryRequest(
             limit=request.limit,
             offset=request.offset,
-            query=qe.OrderBy("mtime", direction),
+            query=qe.OrderBy(request.order_by, direction),
             filter=to_edge_filter(request.filter),
             with_payload=True,
         )
@@ -389,7 +389,8 @@ class EdgeStore:
         except Exception as exc:  # collections made before the mtime range index
             if "range index" not in str(exc):
                 raise
-            shard.update(qe.UpdateOperation.create_field_index("mtime", _INDEX_TYPES["float"]))
+            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            shard.update(qe.UpdateOperation.create_field_index(request.order_by, kind))
             points = shard.query(query)
         return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in points]
 

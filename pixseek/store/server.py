@@ -297,7 +297,9 @@ class ServerStore:
         self._require(name)
         direction = models.Direction.DESC if request.newest_first else models.Direction.ASC
         kwargs: dict[str, Any] = {
-            "query": models.OrderByQuery(order_by=models.OrderBy(key="mtime", direction=direction)),
+            "query": models.OrderByQuery(
+                order_by=models.OrderBy(key=request.order_by, direction=direction)
+            ),
             "query_filter": request.filter,
             "limit": request.limit,
             "offset": request.offset,
@@ -308,7 +310,8 @@ class ServerStore:
         except UserError as exc:  # collections made before the mtime range index
             if "index" not in str(exc):
                 raise
-            self._call(self.client.create_payload_index, name, "mtime", _INDEX_TYPES["float"])
+            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            self._call(self.client.create_payload_index, name, request.order_by, kind)
             response = self._call(self.client.query_points, name, **kwargs)
         return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in response.points]
 
