@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from importlib.metadata import version
 
     from pixseek.api import (
+        routes_browse,
         routes_duplicates,
         routes_ingest,
         routes_jobs,
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_search.router, dependencies=secured)
     app.include_router(routes_jobs.router, dependencies=secured)
     app.include_router(routes_duplicates.router, dependencies=secured)
+    app.include_router(routes_browse.router, dependencies=secured)
     app.include_router(routes_ingest.router, dependencies=secured)
     app.include_router(routes_store.router)  # its own check: the data dir's secret
     routes_search.document_search_body(app)

@@ -15,7 +15,8 @@ from pixseek.api.limits import filter_limits
 from pixseek.api.paths import public_payload, redact
 from pixseek.api.schemas import MAX_OFFSET, CollectionOut, HealthOut, HitOut, SearchBody, SearchOut
 from pixseek.api.uploads import SearchInput, read_search
-from pixseek.search.engine import check_model, run_search
+from pixseek.search.cutoff import parse_cutoff
+from pixseek.search.engine import check_model, search_page
 from pixseek.search.filters import check_conditions, compile_filters, parse_where
 from pixseek.search.query import Composed, QuerySpec, build_query
 from pixseek.search.render import hit_record
@@ -195,7 +196,7 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
     if _needs_model(spec):
         ensure_model(encoder)
         check_model(info, encoder)  # Misconfigured (503): the server's setup, not the request
-    hits = run_search(
+    page = search_page(
         svc.store,
         encoder,
         body.collection,
@@ -208,8 +209,11 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
         collapse=body.collapse,
         mode=body.mode,
         fusion=body.hybrid_fusion,
+        diversity=body.diversity,
+        cutoff=parse_cutoff(body.cutoff) if body.cutoff is not None else None,
     )
-    more = len(hits) == body.limit and body.offset + body.limit <= MAX_OFFSET
+    hits = page.hits
+    more = not page.ended_by and len(hits) == body.limit and body.offset + body.limit <= MAX_OFFSET
     return SearchOut(
         collection=body.collection,
         query=given.describe(spec),
@@ -220,6 +224,7 @@ def _search(svc: Services, given: SearchInput, base: str) -> SearchOut:
             hit_out(base, body.collection, body.offset + i + 1, h, svc.settings.api_show_paths)
             for i, h in enumerate(hits)
         ],
+        ended_by=page.ended_by,
     )
 
 

@@ -18,6 +18,16 @@ MAX_FILTER_TEXT = 4000
 FusionName = Literal[FUSIONS]  # type: ignore[valid-type]
 
 
+class FeedbackIn(BaseModel):
+    """Relevance feedback: results marked right or wrong in earlier rounds (the client keeps
+    them: a session of rounds is the accumulated marks; the server is stateless)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    good: list[str] = Field([], max_length=MAX_TERMS, description="Point ids marked good.")
+    bad: list[str] = Field([], max_length=MAX_TERMS, description="Point ids marked bad.")
+
+
 class SearchBody(BaseModel):
     """One search. As JSON, or as the `query` part of a multipart upload with `images` parts."""
 
@@ -84,6 +94,21 @@ class SearchBody(BaseModel):
     hybrid_fusion: Literal["rrf", "dbsf"] = Field(
         "rrf", description="How hybrid mode fuses the rankings: reciprocal rank or DBSF."
     )
+    feedback: FeedbackIn | None = Field(
+        None, description="Relevance feedback: re-rank towards `good` and away from `bad` ids."
+    )
+    diversity: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Diverse results (Qdrant MMR): 0 = relevance order, 1 = most diverse.",
+    )
+    cutoff: str | None = Field(
+        None,
+        max_length=32,
+        description="End the list per query: `gap:0.05` (below top score - 0.05) or `z:3` "
+        "(3 standard deviations above the collection's background scores).",
+    )
 
 
 class HitOut(BaseModel):
@@ -106,6 +131,37 @@ class SearchOut(BaseModel):
     offset: int
     next_offset: int | None = Field(description="Offset of the next page; null on the last one.")
     hits: list[HitOut]
+    ended_by: str | None = Field(
+        None, description="Why the list ends before `limit`: the cutoff that ended it."
+    )
+
+
+class FacetsOut(BaseModel):
+    collection: str
+    matching: int = Field(description="Points the filter keeps (all points without one).")
+    facets: dict[str, dict[str, int]] = Field(
+        description="Counts per value: labels, formats, cameras, years."
+    )
+    facets_truncated: list[str] = Field([], description="Facets cut at their most frequent values.")
+
+
+class BrowseOut(BaseModel):
+    collection: str
+    order: Literal["newest", "oldest"]
+    limit: int
+    offset: int
+    next_offset: int | None
+    hits: list[HitOut] = Field(description="Points in file-time order; `score` is 0.")
+
+
+class PointOut(BaseModel):
+    id: str
+    payload: dict[str, Any] = Field(description="Every stored field (OCR text included).")
+    image_url: str
+    thumbnail_url: str
+    duplicates: list[HitOut] = Field(
+        description="The same bytes at other locations (score 1) and near duplicates."
+    )
 
 
 class CollectionOut(BaseModel):

@@ -65,6 +65,8 @@ class SearchInput:
             modify=self.body.modify,
             modify_weight=self.body.modify_weight,
             ensemble=self.body.ensemble,
+            good=self.body.feedback.good if self.body.feedback else (),
+            bad=self.body.feedback.bad if self.body.feedback else (),
         )
 
     def check_text(self, settings: Settings) -> None:
@@ -80,6 +82,7 @@ class SearchInput:
     def check_size(self, spec: QuerySpec, settings: Settings) -> None:
         """Number of terms (text, images, points), before any is embedded."""
         count = sum(2 if isinstance(term, Composed) else 1 for term in spec.terms)
+        count += len(spec.good) + len(spec.bad)
         if count > settings.api_max_query_terms:
             raise TooLarge(
                 f"the query has {count} terms (text, images and points); the limit is "

@@ -6,11 +6,11 @@ import uuid
 
 import numpy as np
 import pytest
-
-from pixseek.errors import InputError
 from pixseek.search.cutoff import Cutoff, parse_cutoff
 from pixseek.search.engine import search_page
 from pixseek.search.query import QueryInput, build_query
+
+from pixseek.errors import InputError
 from pixseek.store import PointRecord
 
 

@@ -120,3 +120,17 @@ def test_browse_orders_by_mtime_and_pages(clustered):
     assert [p.payload["mtime"] for p in second] == everything[10:20]
     oldest = clustered.browse("c", Browse(limit=3, newest_first=False))
     assert [p.payload["mtime"] for p in oldest] == sorted(everything)[:3]
+
+
+def test_collection_facets_count_labels_formats_and_years(clustered):
+    from pixseek.search.facets import collection_facets
+
+    years = {i: f"{2001 + i % 4 * 3}-06-0{1 + i % 5}T12:00:00Z" for i in range(0, 32, 2)}
+    for i, taken in years.items():
+        clustered.set_payload("c", _id(i), {"taken": taken})
+    payloads = [p.payload for p in clustered.scroll("c")]
+    facets = collection_facets(clustered, "c").as_dict()["facets"]
+    assert facets["labels"] == dict(Counter(lab for p in payloads for lab in p["labels"]))
+    assert facets["formats"] == dict(Counter(p["format"] for p in payloads))
+    assert facets["years"] == dict(Counter(t[:4] for t in years.values()))
+    assert facets["cameras"] == {}
