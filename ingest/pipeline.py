@@ -33,7 +33,14 @@ from pixseek.models.bundle import ImageEmbedders
 from pixseek.store import IndexStatus, PointRecord, VectorStore
 from pixseek.store.integrity import require_space
 
-__all__ = ["IngestOptions", "IngestSummary", "point_id_for", "run_ingest"]
+__all__ = [
+    "EmbedStep",
+    "IngestOptions",
+    "IngestSummary",
+    "embed_in_process",
+    "point_id_for",
+    "run_ingest",
+]
 
 # Below this many points exact search is as fast as the HNSW index (measured in
 # bench/results/search.md), so `optimize=None` skips building it.
@@ -97,14 +104,26 @@ def location(root: str, source: str) -> str:
     return f"{root}:{source}" if is_archive(Path(root)) else os.path.join(root, source)
 
 
+Progress = Callable[[int, int], None]
+# The embed + write step: carries out the plan's Fetch/Keep/Reject items, returns what it stored.
+EmbedStep = Callable[
+    [VectorStore, ImageEmbedders, CollectionState, Plan, IngestOptions, Progress | None],
+    EmbedOutcome,
+]
+
+
 def run_ingest(
     store: VectorStore,
     embedders: ImageEmbedders,
     paths: list[str],
     options: IngestOptions,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Progress | None = None,
+    embed: EmbedStep | None = None,
 ) -> IngestSummary:
-    """Ingest `paths` into the collection; `on_progress(done, total)` is called per file."""
+    """Ingest `paths` into the collection; `on_progress(done, total)` is called per file.
+
+    `embed` replaces the in-process embed step (`embed_in_process`), e.g. by one that spreads
+    the Fetch items over Celery workers (worker/distributed.py); plan and finish stay here."""
     started = time.perf_counter()
     inputs = resolve_inputs(paths)
     summary = IngestSummary(collection=options.collection)
@@ -115,7 +134,7 @@ def run_ingest(
     _preflight(store, embedders, work)
     roots = {root_of(path) for path in inputs}
     try:
-        outcome = _embed(store, embedders, state, work, options, on_progress)
+        outcome = (embed or embed_in_process)(store, embedders, state, work, options, on_progress)
         _count(summary, outcome)
         _copy_identical(store, options.collection, state, outcome, summary)
         prune_roots = roots if options.prune else set()
@@ -136,13 +155,13 @@ def run_ingest(
     return summary
 
 
-def _embed(
+def embed_in_process(
     store: VectorStore,
     embedders: ImageEmbedders,
     state: CollectionState,
     work: Plan,
     options: IngestOptions,
-    on_progress: Callable[[int, int], None] | None,
+    on_progress: Progress | None,
 ) -> EmbedOutcome:
     writer = Writer()
     writer.start()

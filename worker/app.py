@@ -1,4 +1,5 @@
-"""The Celery app for generative jobs: Redis broker and result backend, JSON only, one GPU queue.
+"""The Celery app for generative jobs and ingest shards: Redis broker and result backend, JSON
+only, one GPU queue (`pixseek.ingest_shard`, worker/ingest_tasks.py, goes to the same workers).
 
 Configured for long GPU tasks:
 - `worker_prefetch_multiplier=1` and late acks: a worker reserves only the job it is running, and
@@ -141,7 +142,9 @@ def create_app(settings: Settings) -> Celery:
         worker_proc_alive_timeout=120,
     )
     app.pixseek_settings = settings  # the worker's own settings; read by the task
+    from pixseek.worker.ingest_tasks import register as register_ingest
     from pixseek.worker.tasks import register
 
     register(app)
+    register_ingest(app)
     return app
