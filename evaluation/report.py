@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pixseek.evaluation.feedback import markdown as feedback_markdown
 from pixseek.evaluation.runner import EvalRun
 
 from pixseek.media import read_image_bytes, thumbnail_jpeg
@@ -125,6 +126,8 @@ def summary_markdown(run: EvalRun) -> str:
         for strategy, metrics in summary["versus_text"].items():
             cells = [_cell(metrics[c], signed=True) for c in columns]
             lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    if summary.get("feedback"):
+        lines += feedback_markdown(summary["feedback"], run.feedback_k)
     notes = summary.get("notes") or []
     if notes:
         lines += ["", *[f"- {note}" for note in notes]]

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pixseek.evaluation.feedback import RoundResult, feedback_round, summarize
 from pixseek.evaluation.metrics import bootstrap, metric_names, paired_bootstrap, query_metrics
 from pixseek.evaluation.provenance import run_settings
 from pixseek.evaluation.queries import EvalQuery, Relevance, RelevanceIndex, templated_by
@@ -74,6 +75,8 @@ class EvalRun:
     results: list[QueryResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    feedback_k: int = 0  # a simulated feedback round from each top-k (evaluation/feedback.py)
+    feedback: dict[str, list[RoundResult]] = field(default_factory=dict)
 
     def evaluated(self) -> list[QueryResult]:
         return [r for r in self.results if r.n_relevant]
@@ -124,6 +127,7 @@ class EvalRun:
             "versus_text": versus,
             "notes": self.notes,
             "settings": self.settings,
+            **({"feedback": summarize(self.feedback, self.ks)} if self.feedback_k else {}),
         }
 
 
@@ -183,6 +187,7 @@ def run_eval(
     ensemble: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     queries_source: dict[str, Any] | None = None,
+    feedback_k: int = 0,
 ) -> EvalRun:
     store = open_store(settings)
     info = store.get_collection(collection)
@@ -193,7 +198,7 @@ def run_eval(
     depth = max(depth, max(ks))
     relevance = RelevanceIndex(store, collection)
     generative = [s for s in strategies if s != BASELINE and s not in SEARCH_MODES]
-    run = EvalRun(collection, strategies, ks, count_missing)
+    run = EvalRun(collection, strategies, ks, count_missing, feedback_k=feedback_k)
     templates = encoder.templates
     for number, query in enumerate(queries, start=1):
         wrap = ensemble_for(query, ensemble, templates)
@@ -236,6 +241,22 @@ def run_eval(
             )
             for point_id, _, payload in found[: max(ks)]:
                 result.payloads[point_id] = payload
+            if feedback_k and strategy != "keyword":
+                mode = strategy if strategy in SEARCH_MODES else "dense"
+                spec = query.search_spec(wrap)
+
+                def rerun(good: list[str], bad: list[str], spec=spec, mode=mode) -> Ranking:
+                    marked = replace(spec, good=tuple(good), bad=tuple(bad))
+                    hits = run_search(
+                        store, encoder, collection, marked, limit=depth,
+                        max_pixels=settings.max_image_pixels, mode=mode,
+                    )  # fmt: skip
+                    return [(h.id, float(h.score)) for h in hits]
+
+                round_result = feedback_round(
+                    ranking, result.relevant, ks, result.n_relevant, feedback_k, rerun
+                )
+                run.feedback.setdefault(strategy, []).append(round_result)
         if on_progress is not None:
             on_progress(number, len(queries))
     if not any(r.relevant for r in run.results):

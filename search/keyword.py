@@ -107,6 +107,11 @@ def plan_with_mode(
     filter = _with_ocr_words(filter, spec)
     keyword = Nearest(sparse, using=TEXT_VECTOR)
     dense_spec = replace(spec, terms=tuple(t for t in spec.terms if t not in spec.keyword_terms))
+    if (mode == "keyword" or not dense_spec.terms) and (spec.good or spec.bad):
+        raise UserError(
+            "feedback marks steer the picture (CLIP) ranking, which keyword mode has not; "
+            "use --mode hybrid or dense"
+        )
     if mode == "keyword" or not dense_spec.terms:
         return PlannedSearch(keyword, 1.0, filter, f"keyword: {text}")
     dense = plan_search(store, encoder, info, dense_spec, filter, max_pixels)

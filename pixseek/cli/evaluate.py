@@ -36,6 +36,15 @@ from pixseek.cli.context import settings_from
     "items missing from the collection count as not found, as trec_eval counts its qrels).",
 )
 @click.option("--no-ensemble", is_flag=True, help="Embed query text without prompt templates.")
+@click.option(
+    "--feedback-round",
+    "feedback_k",
+    default=0,
+    type=click.IntRange(min=0),
+    metavar="K",
+    help="Also simulate one relevance-feedback round: mark each query's top K (relevant good, "
+    "others bad), re-run, report AP/nDCG before and after per strategy.",
+)
 @click.pass_context
 def eval_command(
     ctx: click.Context,
@@ -52,6 +61,7 @@ def eval_command(
     show_k: int,
     present_only: bool,
     no_ensemble: bool,
+    feedback_k: int,
 ) -> None:
     """Recall@k, Precision@k, mAP, nDCG@k and MRR for each strategy on the same queries.
 
@@ -89,6 +99,7 @@ def eval_command(
             "sha256": file_sha256(Path(queries_file)),
             "limit": max_queries or None,
         },
+        feedback_k=feedback_k,
     )
     paths = write_all(run, Path(out_dir), show_k)
     click.echo(paths["summary"].read_text())
