@@ -112,14 +112,22 @@ def test_setting_is_faithful_to_fp32(
     assert low >= 0.999  # int8 quantises activations per batch: close, not bit-equal
 
 
-def test_auto_is_onnx_int8_on_cpu_and_is_verified(tiny_clip_dir, cache, check_images, reference):
+def test_auto_on_cpu_is_measured_and_a_lossy_choice_is_verified(
+    tiny_clip_dir, cache, check_images, reference
+):
     model = _load(tiny_clip_dir, cache, "auto", "auto")
+    # Before any image: the assumption (onnx int8); the first batch measures (accel_select).
     assert (model.backend, model.precision, model.resolved.guarded) == ("onnx", "int8", True)
     got = model.embed_images(check_images)
+    assert model.decision is not None and model.describe()["chosen_by"] == "measurement"
+    chosen = model.decision.chosen
+    assert (model.backend, model.precision) == (chosen.backend, chosen.precision)
     assert accel.fidelity(reference[0], got).min_cosine >= accel.FIDELITY_MIN_COSINE
-    assert model.describe()["verified_against_fp32"] is True
-    verdicts = list((cache / "fidelity").glob("*-onnx-int8.json"))
-    assert len(verdicts) == 1 and json.loads(verdicts[0].read_text())["trusted"] is True
+    assert len(list((cache / "accel").glob("*.json"))) == 1
+    if accel.is_lossy(model.precision, CPU):  # the Guarded fp32 check still runs on it
+        assert model.describe()["verified_against_fp32"] is True
+        verdicts = list((cache / "fidelity").glob(f"*-{model.backend}-{model.precision}.json"))
+        assert len(verdicts) == 1 and json.loads(verdicts[0].read_text())["trusted"] is True
 
 
 def test_resolution_rules(monkeypatch):
@@ -229,7 +237,7 @@ def test_auto_falls_back_to_eager_when_onnx_export_fails(
 
     monkeypatch.setattr(onnx_backend, "onnx_runner", broken)
     base = _load(tiny_clip_dir, tmp_path, "eager", "fp32")
-    spec = accel.AccelSpec(cache_dir=tmp_path)
+    spec = accel.AccelSpec(precision="int8", cache_dir=tmp_path)  # auto backend: onnx int8
     model = ClipEmbedder(base.model, base.preprocess.transform, base.tokenizer, CPU, "t", spec)
     got = model.embed_images(check_images)
     assert (model.backend, model.precision) == ("eager", "int8")

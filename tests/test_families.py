@@ -211,8 +211,8 @@ def test_ingest_text_and_image_search_on_coco(models, env, monkeypatch, tmp_path
     from pixseek.cli import main
 
     use(monkeypatch, models, name)
-    # The accelerated image path (auto: ONNX int8, verified against fp32) on one family keeps
-    # the suite short; the others embed with plain PyTorch.
+    # The accelerated image path (auto: measured, a lossy choice verified against fp32) on one
+    # family keeps the suite short; the others embed with plain PyTorch.
     monkeypatch.setenv("PIXSEEK_BACKEND", "auto" if name == "siglip2" else "eager")
     folder = tmp_path / "images"
     folder.mkdir()
@@ -236,8 +236,9 @@ def test_ingest_text_and_image_search_on_coco(models, env, monkeypatch, tmp_path
         from pixseek.models.registry import load_embedders
 
         used = load_embedders(load_settings())["clip"].describe()
-        assert (used["backend"], used["precision"]) == ("onnx", "int8"), used
-        assert used["verified_against_fp32"] is True, used
+        assert used["chosen_by"] == "measurement", used
+        if used["precision"] in ("int8", "bf16"):
+            assert used["verified_against_fp32"] is True, used
 
 
 def test_pixseek_models_random_family_writes_a_loadable_model(tmp_path):

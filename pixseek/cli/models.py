@@ -1,4 +1,5 @@
-"""`pixseek models [...]`: model utilities (random-weight writers for offline machines)."""
+"""`pixseek models [...]`: model utilities (random-weight writers for offline machines, the
+measured inference choice)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,50 @@ from pixseek.errors import UserError
 @click.group("models")
 def models_command() -> None:
     """Model utilities."""
+
+
+@models_command.command("info")
+@click.option("--json", "as_json", is_flag=True, help="the stored decisions as JSON")
+@click.pass_context
+def info_command(ctx: click.Context, as_json: bool) -> None:
+    """Show the inference settings `auto` chose by measurement on this machine, with the numbers.
+
+    One decision per model weights x machine (CPU model and flags, cores, threads, library
+    versions), stored under CACHE_DIR/accel/; delete a file there to measure again.
+    """
+    import json
+
+    from pixseek.cli.context import settings_from
+    from pixseek.models.accel_select import cached_decisions
+
+    settings = settings_from(ctx)
+    decisions = cached_decisions(settings.cache_dir)
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in decisions], indent=2))
+        return
+    click.echo(f"backend {settings.backend}, precision {settings.precision}")
+    if not decisions:
+        click.echo(
+            f"no measured decision under {settings.cache_dir / 'accel'} (auto x auto on CPU "
+            "measures on the first images it embeds)"
+        )
+    for d in decisions:
+        key = d.key
+        flags = ",".join(key.cpu_flags) or "none"
+        click.echo(
+            f"\nweights {key.weights} on {key.cpu_model} (flags {flags}; {key.cores} cores, "
+            f"{key.threads} threads; torch {key.torch}, onnxruntime {key.onnxruntime or '-'})"
+        )
+        click.echo(
+            f"chosen: {d.chosen.label} (measured {d.measured_at} on {d.images} images, "
+            f"{d.seconds:.1f}s; {d.key.digest}.json)"
+        )
+        for c in d.candidates:
+            speed = "-" if c.images_per_s is None else f"{c.images_per_s:.1f} img/s"
+            cos = "-" if c.min_cosine is None else f"{c.min_cosine:.5f}"
+            top = "-" if c.top10_overlap is None else f"{c.top10_overlap:.3f}"
+            verdict = "chosen" if c.setting == d.chosen.label else c.rejected
+            click.echo(f"  {c.setting:28} {speed:>14}  min cos {cos}  top-10 {top}  {verdict}")
 
 
 @models_command.command("random")

@@ -3,16 +3,22 @@
 Every back-end is a callable `pixels (N, 3, H, W) float32 CPU tensor -> features (N, D) float32`
 (unnormalised), built once per process from the loaded open_clip model:
 
-  eager    the PyTorch module itself (fp32; fp16/bf16 weights on CUDA; bf16 autocast on CPU;
-           int8 = torch dynamic quantisation of the MLP Linear layers, CPU only)
+  eager    the PyTorch module itself (fp32; fp16/bf16 weights on CUDA; bf16 on CPU = a copy of
+           the tower with weights AND input in bf16, run by oneDNN: fast with AMX-BF16 or
+           AVX512-BF16, emulated and slow without; int8 = torch dynamic quantisation of the MLP
+           Linear layers, CPU only)
   jit      torch.jit.trace + freeze + optimize_for_inference (fp32, int8; fp16 on CUDA)
   compile  torch.compile (inductor); batches are padded to the first size seen, so the last,
-           shorter batch of a run does not trigger a recompilation (fp32, bf16; fp16 on CUDA)
+           shorter batch of a run does not trigger a recompilation (fp32, bf16 = autocast on
+           CPU; fp16 on CUDA)
   onnx     ONNX Runtime on an exported graph cached on disk (fp32, int8 = ORT dynamic
            quantisation of every MatMul, CPU; fp32/fp16 with the CUDA provider)
 
-`auto` resolves to the measured fastest setting (bench/results/accel.md): on CUDA eager fp16; on
-CPU onnx int8 (eager int8 without onnxruntime). A lossy automatic choice is verified on the
+`resolve` turns `auto` into an assumed setting: on CUDA eager fp16; on CPU onnx int8 (eager int8
+without onnxruntime). On CPU with backend AND precision `auto`, the embedder replaces that
+assumption by a measurement on the first real images (pixseek.models.accel_select: the fastest
+candidate faithful to fp32 on this machine, cached per model and machine). A lossy automatic
+choice is verified on the
 first real images it embeds against the fp32 model (min cosine >= FIDELITY_MIN_COSINE); if it
 falls short, the embedder switches to fp32 for good and says so. The verdict is stored per model
 in the cache directory, so later processes skip the check.
@@ -128,13 +134,23 @@ def resolve(spec: AccelSpec, device: torch.device) -> Resolved:
                 "backend onnx on CUDA needs onnxruntime-gpu (CUDAExecutionProvider is missing); "
                 "pip install onnxruntime-gpu, or use PIXSEEK_BACKEND=eager on GPUs"
             )
-    lossy = precision in ("int8", "bf16") or (precision == "fp16" and kind == "cpu")
-    guarded = lossy and spec.precision.strip().lower() == "auto"
+    guarded = is_lossy(precision, device) and spec.precision.strip().lower() == "auto"
     return Resolved(backend, precision, guarded)
 
 
+def is_lossy(precision: str, device: torch.device) -> bool:
+    """Whether a precision changes the vectors beyond float rounding (then fp32 verifies it)."""
+    return precision in ("int8", "bf16") or (precision == "fp16" and device.type == "cpu")
+
+
+def bf16_weights(resolved: Resolved, device: torch.device) -> bool:
+    """eager bf16 on CPU: the image tower is copied to bf16 (weights and input), no autocast."""
+    return device.type == "cpu" and resolved.backend == "eager" and resolved.precision == "bf16"
+
+
 def model_dtype(resolved: Resolved, device: torch.device) -> torch.dtype:
-    """The dtype the open_clip model is created in (CPU bf16 runs under autocast instead)."""
+    """The dtype the open_clip model is created in (on CPU always fp32: eager bf16 copies the
+    image tower to bf16, compile bf16 runs under autocast)."""
     if device.type == "cuda" and resolved.precision == "fp16":
         return torch.float16
     if device.type == "cuda" and resolved.precision == "bf16":
@@ -178,7 +194,10 @@ def build_runner(
         module = copy.deepcopy(module) if module is visual else module
         module = module.to(memory_format=torch.channels_last)
     dtype = model_dtype(resolved, device)
-    autocast = device.type == "cpu" and precision == "bf16"
+    if bf16_weights(resolved, device):
+        module = copy.deepcopy(module) if module is visual else module
+        module, dtype = module.to(torch.bfloat16), torch.bfloat16
+    autocast = device.type == "cpu" and precision == "bf16" and dtype != torch.bfloat16
 
     def prepare(pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(device, dtype=dtype, non_blocking=True)

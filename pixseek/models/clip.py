@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from pixseek.errors import Misconfigured, PixseekError, UserError, first_line
-from pixseek.models import accel, families
+from pixseek.models import accel, accel_select, families
 from pixseek.models.device import pick_device
 from pixseek.models.fast_preprocess import FastPreprocess
 
@@ -55,9 +55,11 @@ class ClipEmbedder:
         self.image_size = _image_size(model)
         self.spec = spec or accel.AccelSpec(precision="fp32", backend="eager")
         self.resolved = accel.resolve(self.spec, device)
+        self._select = accel_select.wanted(self.spec, device)
         self._runner: accel.Runner | None = None
         self._runner_lock = threading.Lock()
         self._fingerprint: str | None = None
+        self.decision: accel_select.Decision | None = None  # auto x auto on CPU: measured choice
         self.family = families.CLIP  # set by _build from the model's config
         self._trim_text = False
         self._trim_text = self._check_text_trim()
@@ -82,6 +84,7 @@ class ClipEmbedder:
             "threads": self.spec.threads or torch.get_num_threads(),
             "channels_last": self.spec.channels_last,
             "verified_against_fp32": None if guard is None else guard.trusted,
+            "chosen_by": "measurement" if self.decision else "setting",
         }
 
     def fingerprint(self) -> str:
@@ -89,24 +92,40 @@ class ClipEmbedder:
             self._fingerprint = accel.weights_fingerprint(self.model.visual)
         return self._fingerprint
 
-    def prepare(self) -> None:
-        """Build the image back-end now (export, quantise, compile) instead of on first use."""
+    def prepare(self, sample: torch.Tensor | None = None) -> None:
+        """Build the image back-end now (export, quantise, compile) instead of on first use.
+
+        A setting chosen by measurement (accel_select) needs real images: without a cached
+        decision it waits for a `sample` of at least SELECT_MIN_IMAGES images.
+        """
         if self._runner is None:
             with self._runner_lock:
                 if self._runner is None:
-                    self._runner = self._build_runner()
+                    self._runner = self._build_runner(sample)
 
-    def _build_runner(self) -> accel.Runner:
+    def _build_runner(self, sample: torch.Tensor | None = None) -> accel.Runner | None:
         visual = self.model.visual
+        spec = self.spec
+        if self._select and self.decision is None:
+            self.decision = self._cached_decision()
+            if self.decision is None and (
+                sample is None or len(sample) < accel_select.SELECT_MIN_IMAGES
+            ):
+                return None  # measured on the first batch of real images
+            self.decision = self.decision or accel_select.choose(self, sample)
+        if self._select and self.decision is not None:
+            chosen = self.decision.chosen
+            lossy = accel.is_lossy(chosen.precision, self.device)
+            self.resolved = accel.Resolved(chosen.backend, chosen.precision, guarded=lossy)
+            spec = dataclasses.replace(spec, channels_last=chosen.channels_last)
         try:
-            fast = accel.build_runner(
-                visual, self.resolved, self.spec, self.device, self.fingerprint
-            )
+            fast = accel.build_runner(visual, self.resolved, spec, self.device, self.fingerprint)
         except UserError as exc:
             if self.spec.backend.strip().lower() != "auto" or self.resolved.backend == "eager":
                 raise
             # The automatic choice must never stop an ingest: fall back to plain PyTorch.
             accel.log.warning("%s; falling back to the eager backend", exc)
+            self._select = False
             self.resolved = accel.resolve(
                 dataclasses.replace(self.spec, backend="eager"), self.device
             )
@@ -114,7 +133,7 @@ class ClipEmbedder:
         if not self.resolved.guarded:
             return fast
         exact = accel.Resolved("eager", "fp32", guarded=False)
-        reference = accel.build_runner(visual, exact, self.spec, self.device, self.fingerprint)
+        reference = accel.build_runner(visual, exact, spec, self.device, self.fingerprint)
         verdicts = None
         if self.spec.cache_dir is not None:
             name = f"{self.fingerprint()}-{self.backend}-{self.precision}.json"
@@ -123,9 +142,19 @@ class ClipEmbedder:
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed a batch of already preprocessed images (N, 3, H, W)."""
-        self.prepare()
-        assert self._runner is not None
+        self.prepare(pixels)
+        if self._runner is None:  # too few images to measure the automatic choice on yet
+            return _normalise(self._exact(pixels))
         return _normalise(self._runner(pixels))
+
+    def _cached_decision(self) -> accel_select.Decision | None:
+        key = accel_select.machine_key(self.fingerprint(), self.device)
+        return accel_select.load_decision(self.spec.cache_dir, key)
+
+    def _exact(self, pixels: torch.Tensor) -> torch.Tensor:
+        exact = accel.Resolved("eager", "fp32", guarded=False)
+        run = accel.build_runner(self.model.visual, exact, self.spec, self.device, self.fingerprint)
+        return run(pixels)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
