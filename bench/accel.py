@@ -6,6 +6,11 @@ One process, one random-weight ViT-B-32, every setting built from it; fidelity o
 eager fp32 on 256 Imagenette images (min and mean cosine, top-10 overlap image->image and for the
 10 class names text->image), then speed in interleaved rounds as ratios to eager fp32. The
 fastest setting with min cosine >= 0.99 is what `auto` should resolve to on this kind of machine.
+
+    .venv/bin/python -m bench.accel --select [--out accel-select]
+
+runs what `auto` does on first use instead (pixseek.models.accel_select: its candidates for this
+CPU's flags, measured on the first 32 Imagenette images) and records the decision with its numbers.
 """
 
 from __future__ import annotations
@@ -80,6 +85,70 @@ def settings_main(args: argparse.Namespace) -> None:
     print(accel_check.markdown(report))
 
 
+def select_main(args: argparse.Namespace) -> None:
+    import time
+
+    from PIL import Image
+
+    from pixseek.models.accel_select import TIMED_IMAGES
+    from pixseek.models.clip import load_clip
+    from pixseek.models.random_weights import write_random_clip
+
+    work = Path(tempfile.mkdtemp(prefix="pixseek-select-"))
+    model_dir = write_random_clip(work / "model", "ViT-B-32", seed=0)
+    clip = load_clip(
+        f"local-dir:{model_dir}",
+        "",
+        "cpu",
+        backend="auto",
+        precision="auto",
+        threads=0,
+        channels_last=False,
+        cache_dir=work / "cache",
+    )
+    paths = sorted(IMAGENETTE.glob("*/*.JPEG"))
+    images = [Image.open(p).convert("RGB") for p in paths[:: len(paths) // 32][:32]]
+    load_before = load()
+    started = time.perf_counter()
+    clip.embed_images(images)  # the first batch: measures, then embeds with the choice
+    first_s = time.perf_counter() - started
+    decision = clip.decision
+    assert decision is not None, "auto x auto on CPU should have measured"
+    key = decision.key
+    lines = [
+        "# What `auto` chose on this machine (bench/accel.py --select)",
+        "",
+        f"pixseek.models.accel_select on a random ViT-B-32 (seed 0), first batch of {len(images)} "
+        f"Imagenette val images (fidelity set {decision.images} images: the first 24 real ones), "
+        f"batch of {TIMED_IMAGES} images timed in 2 interleaved rounds (best round).",
+        "",
+        f"**Chosen: {decision.chosen.label}**; measurement {decision.seconds:.1f} s, first batch "
+        f"{first_s:.1f} s in all (including the ONNX export).",
+        "",
+        "| candidate | images/s | min cos | mean cos | top-10 overlap | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in decision.candidates:
+        verdict = "**chosen**" if c.setting == decision.chosen.label else c.rejected
+        lines.append(
+            f"| {c.setting} | {c.images_per_s} | {c.min_cosine} | {c.mean_cosine} | "
+            f"{c.top10_overlap} | {verdict} |"
+        )
+    lines += [
+        "",
+        f"- CPU: {key.cpu_model}; inference flags: {', '.join(key.cpu_flags) or 'none'} "
+        f"(no VNNI / AMX / AVX512-BF16 means no bf16 candidate); {key.cores} cores, "
+        f"{key.threads} torch threads; torch {key.torch}, onnxruntime {key.onnxruntime}",
+        f"- load average before / after: {load_before} / {load()} (2 cores shared with other "
+        "agents: absolute images/s move with the neighbours' load)",
+        f"- decision key {key.digest}, measured {decision.measured_at}",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(decision.to_json(), indent=2) + "\n")
+    print("\n".join(lines))
+
+
 SETTINGS_NOTES = [
     "Random weights: trained CLIP towers have outlier activations that per-tensor dynamic int8 "
     "quantisation handles worse than these Gaussian-initialised ones, so trained-weight int8 "
@@ -115,10 +184,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--check-images", type=int, default=256, help="fidelity set size")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    parser.add_argument("--out", default="accel", help="results file name, without suffix")
+    parser.add_argument("--select", action="store_true", help="run auto's measured choice")
+    parser.add_argument("--out", default=None, help="results file name, without suffix")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    settings_main(args)
+    args.out = args.out or ("accel-select" if args.select else "accel")
+    (select_main if args.select else settings_main)(args)
 
 
 if __name__ == "__main__":

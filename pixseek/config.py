@@ -116,9 +116,9 @@ class Settings:
     ocr_workers: int = 2
     ocr_max_side: int = 1600
     # CLIP image inference (pixseek.models.accel). backend: auto | eager | jit | compile | onnx;
-    # precision: auto | fp32 | fp16 | bf16 | int8. auto = the measured fastest setting that keeps
-    # embeddings within 0.99 cosine of fp32: onnx int8 on CPU (checked against fp32 on the first
-    # images), eager fp16 on CUDA.
+    # precision: auto | fp32 | fp16 | bf16 | int8. auto x auto on CPU = measured on this machine
+    # (pixseek.models.accel_select: the fastest candidate within 0.999 cosine of fp32, cached in
+    # cache_dir/accel/); eager fp16 on CUDA.
     backend: str = "auto"
     precision: str = "auto"
     # Intra-op threads for torch and ONNX Runtime; 0 = the library default (one per core).
