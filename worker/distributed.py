@@ -84,7 +84,7 @@ def distributed_embed(settings: Settings, shard_size: int = SHARD_FILES) -> Embe
         def finished(shard: list[Fetch], result: dict[str, Any]) -> None:
             nonlocal done
             if spec["write"] == "coordinator":
-                _write(store, options.collection, result)
+                write_shard(store, options.collection, result)
             done += len(shard)
             report(done, total)
 
@@ -143,7 +143,7 @@ def _take(result: AsyncResult, n: int, count: int) -> dict[str, Any]:
         result.forget()  # its points may be in it: do not leave them in Redis for a week
 
 
-def _write(store: VectorStore, collection: str, result: dict[str, Any]) -> None:
+def write_shard(store: VectorStore, collection: str, result: dict[str, Any]) -> None:
     """A shard's writes, for the embedded store that only this process may write."""
     points = [decode_point(point) for point in result.get("points", [])]
     if points:
