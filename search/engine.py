@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from pixseek.search.cutoff import Cutoff
 
 MAX_LIMIT = 1000
-MMR_CANDIDATES = 200  # the pool Qdrant's MMR picks a diverse list from
 DEFAULT_MAX_PIXELS = 178_956_970
 
 
@@ -185,9 +184,12 @@ def plan_search(
     if weighted and norm < 1e-6:
         raise UserError("the query's positive and negative terms cancel out; change the weights")
     if spec.good or spec.bad:
-        plan, scale = _feedback_plan(
-            resolver, spec, None if direction is None else direction / norm
-        )
+        from pixseek.search.steering import feedback_plan
+
+        goods = [resolver.points[i] for i in spec.good]
+        bads = [resolver.points[i] for i in spec.bad]
+        query = None if direction is None else direction / norm
+        plan, scale = feedback_plan(query, goods, bads)
     elif len(weighted) > 1 and all(abs(w) == 1.0 for _, w in weighted):
         plan: Nearest | Recommend = Recommend(
             positives=[v for v, w in weighted if w > 0],
@@ -200,36 +202,6 @@ def plan_search(
         examples = models.HasIdCondition(has_id=list(dict.fromkeys(spec.point_ids)))
         filter = models.Filter(must=[filter] if filter else None, must_not=[examples])
     return PlannedSearch(plan, scale, filter, spec.describe())
-
-
-# Rocchio's weights (SMART's defaults): the query, the mean of the good marks, the mean of the
-# bad marks. Means, not sums: Qdrant's sum-of-scores recommend counts each mark as much as the
-# query, so eight bad marks outweigh it, and as CLIP image embeddings share one common
-# direction, subtracting many of them ranks away from every image (on coco_mini, a round of
-# top-10 marks lowered AP from 0.036 to 0.031 that way; evaluation/feedback.py measures it).
-ROCCHIO_QUERY, ROCCHIO_GOOD, ROCCHIO_BAD = 1.0, 0.75, 0.15
-
-
-def _feedback_plan(
-    resolver: _Resolver, spec: QuerySpec, query: np.ndarray | None
-) -> tuple[Nearest, float]:
-    """Relevance feedback (Rocchio): the query moved towards the mean of the good marks and
-    away from the mean of the bad ones, searched as one direction, so scores stay cosines. Marks
-    are vectors, not ids, so marked points stay eligible: good ones rise, bad ones sink."""
-    goods = [resolver.points[i] for i in spec.good]
-    bads = [resolver.points[i] for i in spec.bad]
-    if query is None and not goods:
-        raise UserError("--bad marks need a query (or a --good mark) to steer; add query words")
-    direction = np.zeros_like(query if query is not None else goods[0])
-    if query is not None:
-        direction = direction + ROCCHIO_QUERY * query
-    if goods:
-        direction = direction + ROCCHIO_GOOD * np.mean(goods, axis=0)
-    if bads:
-        direction = direction - ROCCHIO_BAD * np.mean(bads, axis=0)
-    if float(np.linalg.norm(direction)) < 1e-6:
-        raise UserError("the good and bad marks cancel the query out; drop some marks")
-    return Nearest(unit(direction.astype(np.float32))), 1.0
 
 
 def as_nearest(plan: Nearest | Recommend | RankFusion) -> Nearest:
@@ -300,6 +272,8 @@ def search_page(
         raise UserError(f"limit must be between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise UserError("offset must be 0 or more")
+    from pixseek.search.steering import check_diversity, with_cutoff
+
     check_diversity(diversity, collapse)
     info = store.get_collection(collection)
     if info is None:
@@ -319,49 +293,12 @@ def search_page(
         return SearchPage(
             execute(store, collection, planned, limit, offset, threshold, collapse, diversity)
         )
-    return _with_cutoff(
+    return with_cutoff(
         store, collection, planned, limit, offset, threshold, collapse, diversity, cutoff
     )
 
 
-def check_diversity(diversity: float | None, collapse: str | None = None) -> None:
-    if diversity is None:
-        return
-    if not 0.0 <= diversity <= 1.0:
-        raise InputError("diversity must be between 0 (plain relevance order) and 1 (most diverse)")
-    if collapse is not None:
-        raise InputError("diversity and collapse both re-pick the list; use one of them")
-
-
-def _with_cutoff(
-    store: VectorStore,
-    collection: str,
-    planned: PlannedSearch,
-    limit: int,
-    offset: int,
-    threshold: float | None,
-    collapse: str | None,
-    diversity: float | None,
-    cutoff: Cutoff,
-) -> SearchPage:
-    from pixseek.search.cutoff import apply_cutoff, background
-
-    if isinstance(planned.plan, RankFusion) or _is_sparse(planned.plan):
-        raise UserError(
-            "cutoffs compare cosine similarities and work with dense searches only; "
-            "keyword, hybrid and fused scores are BM25 and rank-fusion scores"
-        )
-    # The top score of the whole query, whatever the page: the list's first hit.
-    hits = execute(store, collection, planned, offset + limit, 0, threshold, collapse, diversity)
-    top = max((h.score for h in hits), default=None)
-    bg = None
-    if cutoff.kind == "z":
-        bg = background(store, collection, np.asarray(as_nearest(planned.plan).vector))
-    result = apply_cutoff(hits, cutoff, top, bg)
-    return SearchPage(result.hits[offset : offset + limit], result.ended_by)
-
-
-def _is_sparse(plan: QueryPlan) -> bool:
+def is_sparse(plan: QueryPlan) -> bool:
     return isinstance(plan, Nearest) and isinstance(plan.vector, SparseVector)
 
 
@@ -377,9 +314,11 @@ def execute(
 ) -> list[Hit]:
     """The one executor every plan goes through (plain, recommend, composed, fused/generated):
     threshold scaling, tie-complete windows, stable paging and score reporting are the same."""
-    store_threshold = None if threshold is None else _just_below(threshold * planned.scale)
+    store_threshold = None if threshold is None else just_below(threshold * planned.scale)
     if diversity is not None:
-        return _diverse(store, collection, planned, limit, offset, threshold, diversity)
+        from pixseek.search.steering import diverse_page
+
+        return diverse_page(store, collection, planned, limit, offset, threshold, diversity)
     if collapse is not None:
         from pixseek.search.collapse import collapsed_page, group_sizes
 
@@ -398,48 +337,7 @@ def execute(
     return scored[offset : offset + limit]
 
 
-def _diverse(
-    store: VectorStore,
-    collection: str,
-    planned: PlannedSearch,
-    limit: int,
-    offset: int,
-    threshold: float | None,
-    diversity: float,
-) -> list[Hit]:
-    """Qdrant's MMR. Its greedy picks are prefix-stable for a fixed candidate pool, so a page is
-    the slice of one longer pick; the pool grows only for pages past MMR_CANDIDATES results."""
-    wanted = offset + limit
-    plan = planned.plan
-    vector = None
-    scale = planned.scale
-    if isinstance(plan, RankFusion):
-        dense = [s.vector for s in plan.searches if not isinstance(s.vector, SparseVector)]
-        if not dense:
-            raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
-        vector = unit(np.mean([np.asarray(v, dtype=np.float32) for v in dense], axis=0))
-    elif not _is_sparse(plan):
-        plan, scale = as_nearest(plan), 1.0  # same ranking; MMR needs one query vector
-    else:
-        raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
-    request = SearchRequest(
-        plan,
-        wanted,
-        0,
-        planned.filter,
-        None if threshold is None else _just_below(threshold * scale),
-        diversity=diversity,
-        diversity_candidates=max(MMR_CANDIDATES, wanted),
-        diversity_vector=vector,
-    )
-    hits = store.search(collection, request)
-    scored = [Hit(id=h.id, score=h.score / scale, payload=h.payload) for h in hits]
-    if threshold is not None and not isinstance(plan, RankFusion):
-        scored = [hit for hit in scored if hit.score >= threshold]
-    return scored[offset : offset + limit]
-
-
-def _just_below(threshold: float) -> float:
+def just_below(threshold: float) -> float:
     """One float32 step below: Qdrant keeps scores strictly above its threshold, but a score
     shown to the user and given back as --threshold must keep that very hit (score >= threshold;
     `execute` then drops whatever lies below the exact value)."""
