@@ -19,6 +19,7 @@ from pixseek.errors import (
     StoreBusy,
     UserError,
 )
+from pixseek.store import server_query
 from pixseek.store.base import (
     PAYLOAD_INDEXES,
     TEXT_VECTOR,
@@ -124,8 +125,10 @@ class ServerStore:
         self._call(
             self.client.create_collection,
             name,
-            vectors_config={vec: _vector_params(size, storage) for vec, size in vectors.items()},
-            sparse_vectors_config={TEXT_VECTOR: _SPARSE},
+            vectors_config={
+                vec: server_query.vector_params(size, storage) for vec, size in vectors.items()
+            },
+            sparse_vectors_config={TEXT_VECTOR: server_query.SPARSE},
             metadata={**metadata, STORAGE_KEY: storage.as_dict()},
         )
         self._storage_cache[name] = storage
@@ -164,7 +167,7 @@ class ServerStore:
         structs = [
             models.PointStruct(
                 id=p.id,
-                vector={vec: _vec(v) for vec, v in p.vectors.items()},
+                vector={vec: server_query.vec(v) for vec, v in p.vectors.items()},
                 payload=p.payload,
             )
             for p in points
@@ -229,7 +232,7 @@ class ServerStore:
         plan = request.plan
         # Local mode always searches exactly and warns about search params: send none there.
         local = self.url.startswith(LOCAL_PREFIX)
-        params = None if local else _search_params(self._storage(name))
+        params = None if local else server_query.search_params(self._storage(name))
         kwargs: dict[str, Any] = {
             "limit": request.limit,
             "offset": request.offset,
@@ -238,7 +241,7 @@ class ServerStore:
         if isinstance(plan, RankFusion):
             kwargs["prefetch"] = [
                 models.Prefetch(
-                    query=_vec(s.vector),
+                    query=server_query.vec(s.vector),
                     using=s.using,
                     filter=request.filter,
                     limit=max(plan.candidates, request.limit + request.offset),
@@ -247,7 +250,7 @@ class ServerStore:
                 )
                 for s in plan.searches
             ]
-            kwargs["query"] = _fusion(plan)
+            kwargs["query"] = server_query.fusion(plan)
             if request.diversity is not None:  # MMR re-picks among the fused candidates
                 fused = models.Prefetch(
                     prefetch=kwargs["prefetch"],
@@ -255,7 +258,7 @@ class ServerStore:
                     limit=request.diversity_candidates,
                 )
                 kwargs["prefetch"] = [fused]
-                kwargs["query"] = _mmr(request, request.diversity_vector)
+                kwargs["query"] = server_query.mmr(request, request.diversity_vector)
                 kwargs["using"] = plan.searches[0].using
         else:
             kwargs["query_filter"] = request.filter
@@ -263,11 +266,11 @@ class ServerStore:
             kwargs["using"] = plan.using
             kwargs["search_params"] = params
             if isinstance(plan, Nearest):
-                kwargs["query"] = _vec(plan.vector)
+                kwargs["query"] = server_query.vec(plan.vector)
                 if isinstance(plan.vector, SparseVector):
                     kwargs["search_params"] = None
                 if request.diversity is not None:
-                    kwargs["query"] = _mmr(request, plan.vector)
+                    kwargs["query"] = server_query.mmr(request, plan.vector)
             elif request.diversity is not None:
                 raise ValueError("diversity needs a Nearest plan (the engine sends one)")
             else:
@@ -339,7 +342,7 @@ class ServerStore:
         params = None
         if not local:
             exact_params = models.SearchParams(exact=True)
-            params = exact_params if exact else _search_params(self._storage(name))
+            params = exact_params if exact else server_query.search_params(self._storage(name))
         queries = []
         for request in requests:
             plan = request.plan
@@ -377,7 +380,9 @@ class ServerStore:
         if not vectors:
             return
         points = [
-            models.PointVectors(id=point_id, vector={k: _vec(v) for k, v in named.items()})
+            models.PointVectors(
+                id=point_id, vector={k: server_query.vec(v) for k, v in named.items()}
+            )
             for point_id, named in vectors.items()
         ]
         self._call(self.client.update_vectors, name, points=points, wait=True)
@@ -410,66 +415,3 @@ class ServerStore:
             for field_name, kind in PAYLOAD_INDEXES.items():
                 self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
         return True
-
-
-# IDF computed by Qdrant over the stored points; term frequencies come from pixseek.keywords.
-_SPARSE = models.SparseVectorParams(modifier=models.Modifier.IDF)
-
-
-def _vec(vector: Any) -> Any:
-    if isinstance(vector, SparseVector):
-        return models.SparseVector(indices=vector.indices, values=vector.values)
-    return as_list(vector)
-
-
-def _mmr(request: SearchRequest, vector: Any) -> models.NearestQuery:
-    if vector is None:
-        raise ValueError("MMR over fused candidates needs request.diversity_vector")
-    return models.NearestQuery(
-        nearest=_vec(vector),
-        mmr=models.Mmr(diversity=request.diversity, candidates_limit=request.diversity_candidates),
-    )
-
-
-def _fusion(plan: RankFusion) -> Any:
-    if plan.fusion == "dbsf":
-        return models.FusionQuery(fusion=models.Fusion.DBSF)
-    return models.RrfQuery(rrf=models.Rrf(k=plan.k, weights=plan.weights))
-
-
-def _vector_params(size: int, storage: StorageOptions) -> models.VectorParams:
-    quantization: Any = None
-    if storage.quantization == "int8":
-        quantization = models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, quantile=0.99, always_ram=True
-            )
-        )
-    elif storage.quantization == "binary":
-        quantization = models.BinaryQuantization(
-            binary=models.BinaryQuantizationConfig(
-                always_ram=True,
-                query_encoding=models.BinaryQuantizationQueryEncoding.SCALAR8BITS,
-            )
-        )
-    hnsw = None
-    if storage.hnsw_m is not None or storage.hnsw_ef_construct is not None:
-        hnsw = models.HnswConfigDiff(m=storage.hnsw_m, ef_construct=storage.hnsw_ef_construct)
-    return models.VectorParams(
-        size=size,
-        distance=models.Distance.COSINE,
-        on_disk=storage.on_disk or None,
-        hnsw_config=hnsw,
-        quantization_config=quantization,
-    )
-
-
-def _search_params(storage: StorageOptions) -> models.SearchParams | None:
-    if not storage.quantized and storage.hnsw_ef is None:
-        return None
-    quantization = None
-    if storage.quantized:
-        quantization = models.QuantizationSearchParams(
-            rescore=storage.rescore, oversampling=storage.effective_oversampling
-        )
-    return models.SearchParams(hnsw_ef=storage.hnsw_ef, quantization=quantization)
