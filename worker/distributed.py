@@ -18,6 +18,7 @@ fails for good, Ctrl-C) leaves what the workers stored, and running it again ski
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,9 +43,12 @@ from pixseek.errors import ServiceUnavailable, UserError
 from pixseek.models.bundle import ImageEmbedders
 from pixseek.store import VectorStore
 
+log = logging.getLogger(__name__)
+
 SHARD_FILES = 256
 IN_FLIGHT = 64  # shards queued at once: enough for many workers, bounded broker memory
 POLL_S = 0.2
+QUIET_WARNING_S = 60.0  # no shard finished this long: say where the workers should be
 
 
 def distributed_embed(settings: Settings, shard_size: int = SHARD_FILES) -> EmbedStep:
@@ -107,6 +111,7 @@ def _run_shards(
     results: list[dict[str, Any] | None] = [None] * len(shards)
     pending: dict[int, AsyncResult] = {}
     sent = 0
+    quiet_since: float | None = time.monotonic()
     try:
         while sent < len(shards) or pending:
             while sent < len(shards) and len(pending) < IN_FLIGHT:
@@ -116,6 +121,16 @@ def _run_shards(
                 )
                 sent += 1
             ready = [n for n, result in pending.items() if result.ready()]
+            if ready:
+                quiet_since = None
+            elif quiet_since is not None and time.monotonic() - quiet_since > QUIET_WARNING_S:
+                log.warning(
+                    "no ingest shard done after %.0f s: is a `pixseek worker` running on queue "
+                    "%r of this broker? Waiting on (Ctrl-C stops the run, nothing is lost)",
+                    QUIET_WARNING_S,
+                    queue,
+                )
+                quiet_since = None
             if not ready:
                 time.sleep(POLL_S)
             for n in ready:
