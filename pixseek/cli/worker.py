@@ -21,7 +21,8 @@ from pixseek.cli.context import settings_from
 @click.option("--loglevel", "-l", default="info", show_default=True)
 @click.pass_context
 def worker_command(ctx: click.Context, concurrency: int, pool: str, loglevel: str) -> None:
-    """Run a Celery worker for generation jobs on the GPU queue (PIXSEEK_JOB_QUEUE)."""
+    """Run a Celery worker for generation jobs and `ingest --distributed` shards on the GPU queue
+    (PIXSEEK_JOB_QUEUE)."""
     from pixseek.worker.app import (
         backend_url,
         broker_url,
