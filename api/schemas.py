@@ -208,6 +208,9 @@ class JobBody(BaseModel):
     where: list[str] = Field([], max_length=MAX_FILTERS)
     filter: dict[str, Any] | None = Field(None, description="A raw Qdrant filter object.")
     ensemble: bool = Field(True, description="Prompt-template ensembling of the text query.")
+    diversity: float | None = Field(
+        None, ge=0.0, le=1.0, description="Diverse results (Qdrant MMR over the fused hits)."
+    )
 
 
 class JobOut(BaseModel):

@@ -130,6 +130,7 @@ def test_job_spec_validation():
         "alpha must be between 0 and 1": {"alpha": 2},
         "limit must be a whole number": {"limit": 2.5},
         "threshold must be a number": {"threshold": "high"},
+        "diversity must be between 0 and 1": {"diversity": 1.5},
         "unknown job field": {"colour": "red"},
     }
     for message, change in bad.items():
@@ -176,6 +177,11 @@ def test_run_job_in_process(cli, pixseek_env, tiny_t2i_dir, mini_coco, monkeypat
         assert again["generated_now"] == 0 and again["score_kind"] == "cosine"
         scores = [hit["score"] for hit in again["hits"]]
         assert scores == sorted(scores, reverse=True) and all(-1 <= x <= 1 for x in scores)
+    for fusion in ("rrf", "weighted"):  # MMR over fused (rrf) and single-vector candidates
+        plain = run_job(settings, dataclasses.replace(spec, fusion=fusion, limit=4), "j6")
+        diverse = dataclasses.replace(spec, fusion=fusion, limit=4, diversity=0.9)
+        picked = run_job(settings, diverse, "job-6").hits
+        assert len(picked) == len(plain.hits) and picked[0].id in {h.id for h in plain.hits}
     strict = run_job(settings, dataclasses.replace(spec, fusion="text", threshold=0.999), "j")
     assert strict.hits == []
 

@@ -202,7 +202,13 @@ class _Job:
         plan = fuse(fusion, text, vectors, self.spec.alpha)
         planned = PlannedSearch(plan, 1.0, flt, f"{fusion} fusion of {self.spec.prompt!r}")
         hits = execute(
-            store, self.spec.collection, planned, self.spec.limit, 0, self.spec.threshold
+            store,
+            self.spec.collection,
+            planned,
+            self.spec.limit,
+            0,
+            self.spec.threshold,
+            diversity=self.spec.diversity,
         )
         self.timings["search"] = round(time.perf_counter() - started, 4)
         return hits, score_kind(plan)

@@ -46,6 +46,7 @@ class JobSpec:
     threshold: float | None = None
     where: tuple[str, ...] = ()  # filter expressions (search/filters.py), ANDed
     ensemble: bool = True  # prompt-template ensembling of the text query (not of generation)
+    diversity: float | None = None  # Qdrant's MMR over the fused candidates (search/steering.py)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +107,8 @@ class JobSpec:
                     raise UserError(f"{name} must be a multiple of 8 (got {value})")
         if self.threshold is not None:
             _number("threshold", self.threshold, -1.0, 1.0)
+        if self.diversity is not None:
+            _number("diversity", self.diversity, 0.0, 1.0)
         if not isinstance(self.ensemble, bool):
             raise UserError("ensemble must be true or false")
         return replace(self, prompt=prompt)

@@ -80,6 +80,7 @@ def build_spec(prompt: str, collection: str, **given: Any) -> Any:
         threshold=given.get("threshold"),
         where=tuple(given.get("wheres") or ()),
         ensemble=given.get("ensemble", True),
+        diversity=given.get("diversity"),
     ).validated()
 
 

@@ -233,7 +233,6 @@ def search_command(
             "offset": offset,
             "good": goods,
             "bad": bads,
-            "diverse": diversity,
             "cutoff": cutoff,
         }
         search_generate(
@@ -247,6 +246,7 @@ def search_command(
             wheres=wheres,
             threshold=threshold,
             ensemble=not no_ensemble,
+            diversity=diversity,
             **generation,
         )
         return
