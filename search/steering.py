@@ -34,8 +34,8 @@ MMR_CANDIDATES = 200  # the pool Qdrant's MMR picks a diverse list from
 # Rocchio's weights (SMART's defaults): the query, the mean of the good marks, the mean of the
 # bad marks. Means, not sums: Qdrant's sum-of-scores recommend counts each mark as much as the
 # query, so eight bad marks outweigh it, and as CLIP image embeddings share one common
-# direction, subtracting many of them ranks away from every image (on coco_mini, a round of
-# top-10 marks lowered AP from 0.036 to 0.031 that way; evaluation/feedback.py measures it).
+# direction, subtracting many of them ranks away from every image (on coco_mini with the tiny
+# random test model, a round of top-10 marks lowered AP 0.036 -> 0.031; evaluation/feedback.py).
 ROCCHIO_QUERY, ROCCHIO_GOOD, ROCCHIO_BAD = 1.0, 0.75, 0.15
 
 
