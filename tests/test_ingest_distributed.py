@@ -104,6 +104,22 @@ def ingest_args(folder: Path, *extra: str) -> list:
     return ["ingest", folder, "-c", "photos", "--labels-from-folders", "--json", *extra]
 
 
+def test_points_travel_back_exactly():
+    """Through the task result (JSON): float32 bits unchanged, sparse vectors as they were."""
+    from pixseek.worker.ingest_tasks import decode_point, encode_point
+
+    from pixseek.store.base import PointRecord
+
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal(512).astype(np.float32)
+    sparse = SparseVector([3, 17, 90001], [0.5, 1.25, 2.0])
+    point = PointRecord("id-1", {"clip": dense, "phash": [1.0, -1.0], "text": sparse}, {"a": [1]})
+    back = decode_point(json.loads(json.dumps(encode_point(point))))
+    assert back.id == "id-1" and back.payload == {"a": [1]}
+    assert back.vectors["clip"].tobytes() == dense.tobytes()
+    assert list(back.vectors["phash"]) == [1.0, -1.0] and back.vectors["text"] == sparse
+
+
 def test_two_workers_store_what_a_local_run_stores(workers, tmp_path):
     env, _ = workers
     folder = image_folder(tmp_path / "photos", per_class=20)
