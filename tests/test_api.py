@@ -143,7 +143,11 @@ def test_page_and_assets_work_offline(client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert 'id="q"' in page.text and 'id="where"' in page.text
-    for asset, kind in [("app.js", "javascript"), ("style.css", "text/css")]:
+    for asset, kind in [
+        ("app.js", "javascript"),
+        ("steer.js", "javascript"),
+        ("style.css", "text/css"),
+    ]:
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
         assert "http://" not in response.text and "https://" not in response.text  # no CDN

@@ -1,6 +1,8 @@
 """The web page in headless Chromium (Debian's `chromium`, driven by Playwright) against a real
 `pixseek serve` subprocess over coco_mini: search with a filter, thumbnails load, "more like this",
-and a generative search with live progress and the generated references beside the hits.
+and a generative search with live progress and the generated references beside the hits; the
+landing view (browse before any query), a facet click that filters, the detail view, keyboard
+navigation and a relevance-feedback round that moves a marked result up.
 
 `make test` installs chromium when it is missing and it runs as root. Without chromium the test
 fails with that advice, and skips only when it cannot be installed (not root). Screenshots go to
@@ -39,6 +41,10 @@ ALL_LOADED = """(min) => {
   const imgs = [...document.querySelectorAll(min.sel)].slice(0, min.n);
   return imgs.length === min.n && imgs.every((i) => i.complete && i.naturalWidth > 0);
 }"""
+MESSAGE_HAS = "(text) => document.querySelector('#message').textContent.includes(text)"
+CARD_COUNT = "(n) => document.querySelectorAll('#grid .card').length === n"
+FOCUSED = "() => document.activeElement.dataset.id || null"
+STEERING_SHOT = REPO / "bench" / "results" / "page-steering.png"
 
 
 def chromium_path() -> str:
@@ -120,6 +126,7 @@ def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
             page.fill("#q", "a dog playing outside")
             page.fill("#where", "label=dog")
             page.click("#search-btn")
+            page.wait_for_function(MESSAGE_HAS, arg="results for")
             page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 1})
             cards = page.locator("#grid .card")
             count = cards.count()
@@ -163,7 +170,9 @@ def test_search_more_like_this_and_generate_in_chromium(server, tmp_path):
             page.fill("#where", "label=dog")
             page.click("#generate-btn")
             page.wait_for_selector("#job:not([hidden])")
-            page.wait_for_function(ALL_LOADED, arg={"sel": "#generated-grid img", "n": 4})
+            page.wait_for_function(
+                ALL_LOADED, arg={"sel": "#generated-grid img", "n": 4}, timeout=120_000
+            )
             page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 1})
             assert page.is_visible("#generated")
             assert page.inner_text("#job-status").startswith("done: ")
@@ -198,3 +207,138 @@ def test_live_server_refuses_traversal(server):
         connection.close()
         assert response.status in (404, 422), (path, response.status)
         assert b"root:" not in body and b"create_app" not in body
+
+
+def test_landing_facets_detail_keyboard_and_feedback_in_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
+            page.goto(f"{server}/")
+
+            # Landing: the collection newest first before any query, with "more" paging.
+            page.wait_for_function(MESSAGE_HAS, arg="Browsing 24 pictures, newest first")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 4})
+            cards = page.locator("#grid .card")
+            assert cards.count() == 24 and page.is_visible("#more")
+            assert page.inner_text("#matching") == "239 pictures match"
+            page.click("#more")
+            page.wait_for_function(CARD_COUNT, arg=48)
+
+            # A facet click filters the grid to that label; the counts follow the filter.
+            dog = page.locator("#facet-groups button[data-facet=labels][data-value=dog]")
+            expected = int(dog.locator(".count").inner_text())
+            assert expected == sum("dog" in _labels_of(row) for row in _rows())
+            dog.click()
+            page.wait_for_function(MESSAGE_HAS, arg="· label=dog")
+            page.wait_for_function(CARD_COUNT, arg=expected)
+            assert page.inner_text("#matching") == f"{expected} pictures match"
+            assert page.inner_text("#chips") == "label=dog ✕"
+            for index in range(expected):
+                assert "dog" in _labels(cards.nth(index).locator(".source").inner_text())
+            assert dog.get_attribute("aria-pressed") == "true"
+            assert int(dog.locator(".count").inner_text()) == expected
+            page.click("#chips button.chip")  # removable: the whole collection again
+            page.wait_for_function(CARD_COUNT, arg=24)
+            page.wait_for_function(
+                "() => document.querySelector('#matching').textContent.startsWith('239 ')"
+            )
+
+            # Keyboard: arrows move the focus across the grid, Enter opens the detail view.
+            ids = [cards.nth(i).get_attribute("data-id") for i in range(24)]
+            columns = page.evaluate(
+                "() => { const c = [...document.querySelectorAll('#grid .card')];"
+                " return c.filter((x) => x.offsetTop === c[0].offsetTop).length; }"
+            )
+            cards.nth(0).focus()
+            page.keyboard.press("ArrowRight")
+            assert page.evaluate(FOCUSED) == ids[1]
+            page.keyboard.press("ArrowDown")
+            assert page.evaluate(FOCUSED) == ids[1 + columns]
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#detail[open]")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#detail-img", "n": 1})
+            source = cards.nth(1 + columns).locator(".source").inner_text()
+            fields = dict(
+                zip(
+                    page.locator("#detail-fields dt").all_inner_texts(),
+                    page.locator("#detail-fields dd").all_inner_texts(),
+                    strict=True,
+                )
+            )
+            assert fields["source"] == source and fields["id"] == ids[1 + columns]
+            assert {"labels", "width", "height", "mtime", "format"} <= fields.keys()
+            assert page.inner_text("#detail-title") == source
+            page.keyboard.press("Escape")
+            page.wait_for_selector("#detail", state="hidden")
+            assert page.evaluate(FOCUSED) == ids[1 + columns]  # the focus goes back
+
+            # A feedback round: mark a lower result good, re-rank, it moves up.
+            page.fill("#q", "people at a table")
+            page.click("#search-btn")
+            page.wait_for_function(MESSAGE_HAS, arg="results for people at a table")
+            before = [cards.nth(i).get_attribute("data-id") for i in range(cards.count())]
+            lower = before[12]
+            cards.nth(12).locator("button[data-mark=good]").click()
+            cards.nth(3).focus()
+            page.keyboard.press("b")  # g/b on the focused result mark it too
+            assert page.inner_text("#marks") == "2 marked: 1 good, 1 bad"
+            page.keyboard.press("b")  # and a second press takes the mark back
+            assert page.inner_text("#marks") == "1 marked: 1 good, 0 bad"
+            page.click("#rerank")
+            page.wait_for_function(MESSAGE_HAS, arg="1 marked good")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 8})
+            after = [cards.nth(i).get_attribute("data-id") for i in range(cards.count())]
+            assert lower in after and after.index(lower) < 12 and after != before
+            marked = page.locator(f"#grid .card[data-id='{lower}']")
+            assert "marked-good" in (marked.get_attribute("class") or "")
+            assert marked.locator("button[data-mark=good]").get_attribute("aria-pressed") == "true"
+
+            # Diversity and a cutoff: the reason the list ends is shown.
+            page.check("#diverse")
+            page.select_option("#cutoff", "gap:0.05")
+            page.click("#search-btn")
+            page.wait_for_function(MESSAGE_HAS, arg="list ended by")
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 1})
+            page.uncheck("#diverse")
+            page.select_option("#cutoff", "")
+            page.click("#search-btn")
+            page.wait_for_function(
+                "() => { const t = document.querySelector('#message').textContent;"
+                " return t.includes('results for') && !t.includes('ended by'); }"
+            )
+            page.wait_for_function(ALL_LOADED, arg={"sel": "#grid .card img", "n": 12})
+            shot = tmp_path / "page-steering.png"
+            page.screenshot(path=str(shot))
+            page.click("#clear-marks")
+            page.wait_for_function(
+                "() => { const t = document.querySelector('#message').textContent;"
+                " return t.includes('results for') && !t.includes('marked'); }"
+            )
+            assert page.inner_text("#marks").startswith("No marks")
+        finally:
+            browser.close()
+    assert errors == []
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("PIXSEEK_KEEP_SCREENSHOTS"):  # bench/results/page-steering.png, 256 colours
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256).save(STEERING_SHOT, optimize=True)
+
+
+def _rows() -> list[dict]:
+    return [json.loads(line) for line in (COCO / "labels.jsonl").read_text().splitlines()]
+
+
+def _labels_of(row: dict) -> list[str]:
+    return row.get("labels") or []

@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { like: null, offset: 0, body: null, file: null, job: null, blobs: [] };
+const state = { like: null, offset: 0, body: null, file: null, job: null, blobs: [],
+  view: "browse", chips: [], marks: new Map(), seq: 0 };
 const KEY = "pixseek.apiKey";
 
 function apiKey() { return localStorage.getItem(KEY) || ""; }
@@ -79,17 +80,27 @@ function ocrText(text) {
 function card(hit) {
   const figure = el("figure", "card");
   figure.dataset.id = hit.id;
+  figure.tabIndex = 0;
+  figure.setAttribute("aria-label", `${hit.source || hit.id}: Enter for details`);
   const link = el("a", "pic");
   link.href = hit.image_url;
   link.target = "_blank";
   link.rel = "noopener";
+  link.tabIndex = -1;
+  link.addEventListener("click", (e) => {
+    if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    openDetail(hit.id, figure);
+  });
   const img = el("img");
   img.loading = "lazy";
   img.alt = hit.source || hit.id;
   setImage(img, hit.thumbnail_url);
   link.appendChild(img);
   const caption = el("figcaption");
-  caption.appendChild(el("span", "score", `#${hit.rank} · ${hit.score.toFixed(4)}`));
+  const browsing = state.view === "browse";
+  caption.appendChild(el("span", "score", browsing ? `#${hit.rank} · ${when(hit.payload || {})}`
+    : `#${hit.rank} · ${hit.score.toFixed(4)}`));
   caption.appendChild(el("span", "source", hit.source || hit.id));
   const labels = labelsOf(hit.payload || {});
   if (labels) caption.appendChild(el("span", "labels", labels));
@@ -99,11 +110,15 @@ function card(hit) {
     const n = hit.group_size - 1;
     caption.appendChild(el("span", "group", `+${n} near duplicate${n === 1 ? "" : "s"}`));
   }
+  const tools = el("div", "tools");
   const more = el("button", "like", "More like this");
   more.type = "button";
   more.addEventListener("click", () => moreLikeThis(hit));
-  caption.appendChild(more);
+  tools.appendChild(more);
+  if (!browsing) tools.append(markButton(hit, "good"), markButton(hit, "bad"));
+  caption.appendChild(tools);
   figure.append(link, caption);
+  paintMarks(figure);
   return figure;
 }
 
@@ -113,11 +128,12 @@ function showHits(hits, append) {
   hits.forEach((hit) => grid.appendChild(card(hit)));
 }
 
+// The typed filter (split at AND) and the facet chips, ANDed.
 function filters() {
   const text = $("where").value.trim();
-  if (!text) return [];
-  if (text.startsWith("{")) return [text];
-  return text.split(/\s+AND\s+/).map((s) => s.trim()).filter(Boolean);
+  const typed = !text ? [] : text.startsWith("{") ? [text]
+    : text.split(/\s+AND\s+/).map((s) => s.trim()).filter(Boolean);
+  return typed.concat(...state.chips.map((c) => c.where));
 }
 
 function searchBody() {
@@ -130,6 +146,10 @@ function searchBody() {
   if (state.like) body.like = [state.like.id];
   if ($("collapse").checked) body.collapse = "near";
   if ($("mode").value !== "auto") body.mode = $("mode").value;
+  if ($("diverse").checked) body.diversity = Number($("diversity").value);
+  if ($("cutoff").value) body.cutoff = $("cutoff").value;
+  const feedback = marked();
+  if (feedback.good.length || feedback.bad.length) body.feedback = feedback;
   return body;
 }
 
@@ -156,19 +176,24 @@ async function search(append) {
   }
   const body = Object.assign({}, state.body, { offset: state.offset });
   if (!body.collection) { message("No collection yet: ingest one with `pixseek ingest`.", true); return; }
-  if (!body.q && !body.like && !state.file) { message("Type something to search for.", true); return; }
+  if (!body.q && !body.like && !state.file && !body.feedback) { browse(append); return; }
+  if (!append) loadFacets();
+  const seq = ++state.seq;
+  setView("search");
   message("Searching…");
   $("dups").hidden = true;
   $("results").hidden = false;
   try {
     const result = await postSearch(body, state.file);
+    if (seq !== state.seq) return;
     showHits(result.hits, append);
     state.offset = result.next_offset;
     $("more").hidden = result.next_offset === null;
     const shown = $("grid").children.length;
-    message(`${shown} result${shown === 1 ? "" : "s"} for ${result.query}`);
+    const ended = result.ended_by ? ` · list ended by ${result.ended_by}` : "";
+    message(`${shown} result${shown === 1 ? "" : "s"} for ${result.query}${ended}`);
   } catch (err) {
-    message(err.message, true);
+    if (seq === state.seq) message(err.message, true);
   }
 }
 
@@ -243,6 +268,7 @@ async function follow(jobId) {
       if (job.state === "SUCCESS") {
         const result = await api(`jobs/${jobId}/result`);
         showGenerated(result);
+        setView("search");
         showHits(result.hits, false);
         $("more").hidden = true;
         message(`${result.hits.length} results for "${result.query.prompt}" (${result.fusion} fusion)`);
@@ -344,18 +370,19 @@ async function loadHealth() {
 }
 
 $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
-$("more").addEventListener("click", () => search(true));
+$("more").addEventListener("click", () => (state.view === "browse" ? browse(true) : search(true)));
 $("generate-btn").addEventListener("click", generate);
 $("job-cancel").addEventListener("click", cancelJob);
 $("like-clear").addEventListener("click", clearLike);
 $("dups-btn").addEventListener("click", () => duplicates(false));
 $("dups-more").addEventListener("click", () => duplicates(true));
 $("dups-tier").addEventListener("change", () => duplicates(false));
-$("collection").addEventListener("change", () =>
-  localStorage.setItem("pixseek.collection", $("collection").value));
+$("collection").addEventListener("change", () => {
+  localStorage.setItem("pixseek.collection", $("collection").value);
+  switchCollection();
+});
 $("api-key").addEventListener("change", () => {
   localStorage.setItem(KEY, $("api-key").value.trim());
-  loadCollections();
+  loadCollections().then(landing);
 });
-loadHealth();
-loadCollections();
+// Start-up (loadHealth, loadCollections, the landing view) is in steer.js, loaded after this file.
