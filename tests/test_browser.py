@@ -6,7 +6,8 @@ navigation and a relevance-feedback round that moves a marked result up.
 
 `make test` installs chromium when it is missing and it runs as root. Without chromium the test
 fails with that advice, and skips only when it cannot be installed (not root). Screenshots go to
-the test's temp dir; set PIXSEEK_SCREENSHOT=path to also keep the last one.
+the test's temp dir; set PIXSEEK_SCREENSHOT=path to also keep the last one, and
+PIXSEEK_KEEP_SCREENSHOTS=1 to rewrite bench/results/page-steering.png (256 colours).
 """
 
 from __future__ import annotations
