@@ -104,9 +104,7 @@ def test_facet_counts_match_the_payloads(clustered):
         must=[models.FieldCondition(key="format", match=models.MatchValue(value="PNG"))]
     )
     png = Counter(label for p in payloads if p["format"] == "PNG" for label in p["labels"])
-    assert {f.value: f.count for f in clustered.facet("c", "labels", filter=only_png)} == dict(
-        png
-    )
+    assert {f.value: f.count for f in clustered.facet("c", "labels", filter=only_png)} == dict(png)
     formats = {f.value: f.count for f in clustered.facet("c", "format", limit=1)}
     assert formats == {"JPEG": 21}  # the limit keeps the most frequent value
 
