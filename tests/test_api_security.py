@@ -219,6 +219,14 @@ def _requests(point_id: str) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("GET", "/ingest/{job_id}/result", f"/ingest/{job}/result", {}),
         ("DELETE", "/ingest/{job_id}", f"/ingest/{job}", {}),
         ("GET", "/collections/{collection}/duplicates", "/collections/coco/duplicates", {}),
+        ("GET", "/collections/{collection}/facets", "/collections/coco/facets", {}),
+        ("GET", "/collections/{collection}/browse", "/collections/coco/browse", {}),
+        (
+            "GET",
+            "/collections/{collection}/points/{point_id}",
+            f"/collections/coco/points/{point_id}",
+            {},
+        ),
     ]
 
 
