@@ -11,9 +11,9 @@ on how deep the window went.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pixseek.search.duplicates import NEAR_MAX_DISTANCE
-from qdrant_client import models
 
 from pixseek.errors import InputError
 from pixseek.phash import (
@@ -24,6 +24,9 @@ from pixseek.phash import (
     to_vector,
 )
 from pixseek.store import CollectionInfo, Hit, Nearest, SearchRequest, VectorStore
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 COLLAPSE_MODES = ("near",)
 MAX_WINDOW = 10_000  # hits looked at to fill one page of groups

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pixseek.search.query import Composed, QuerySpec, Term, nothing_to_search
 from pixseek.search.text_encoder import QueryEncoder, unit
-from qdrant_client import models
 
 from pixseek.errors import CollectionNotFound, InputError, UserError
 from pixseek.models.registry import check_compatible
@@ -57,6 +56,7 @@ from pixseek.store.base import (
 if TYPE_CHECKING:
     from PIL import Image
     from pixseek.search.cutoff import Cutoff
+    from qdrant_client import models
 
 MAX_LIMIT = 1000
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -199,6 +199,8 @@ def plan_search(
     else:
         plan, scale = Nearest(direction / norm), 1.0
     if spec.exclude_examples and spec.point_ids:
+        from qdrant_client import models  # not at import: a plain text search never needs it
+
         examples = models.HasIdCondition(has_id=list(dict.fromkeys(spec.point_ids)))
         filter = models.Filter(must=[filter] if filter else None, must_not=[examples])
     return PlannedSearch(plan, scale, filter, spec.describe())

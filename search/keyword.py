@@ -16,12 +16,11 @@ in the point's OCR text (a full-text filter), as `--where 'ocr~exit 12'` does.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pixseek.search.engine import DEFAULT_MAX_PIXELS, PlannedSearch, as_nearest, plan_search
 from pixseek.search.query import QuerySpec, Term
 from pixseek.search.text_encoder import QueryEncoder
-from qdrant_client import models
 
 from pixseek.errors import InputError, UserError
 from pixseek.keywords import query_vector
@@ -32,6 +31,9 @@ from pixseek.store.base import (
     RankFusion,
     VectorStore,
 )
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 Mode = Literal["auto", "dense", "keyword", "hybrid"]
 MODES: tuple[str, ...] = ("auto", "dense", "keyword", "hybrid")
@@ -126,11 +128,13 @@ def plan_with_mode(
 
 
 def _with_ocr_words(filter: models.Filter | None, spec: QuerySpec) -> models.Filter | None:
+    if not any(t.kind == "ocr" for t in spec.keyword_terms):
+        return filter
+    from qdrant_client import models  # not at import: a plain text search never needs it
+
     conditions = [
         models.FieldCondition(key="ocr", match=models.MatchText(text=t.value))
         for t in spec.keyword_terms
         if t.kind == "ocr"
     ]
-    if not conditions:
-        return filter
     return models.Filter(must=[*(([filter]) if filter else []), *conditions])

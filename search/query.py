@@ -109,6 +109,17 @@ class QuerySpec:
         return bool(self.good) or any(term.weight > 0 for term in self.terms)
 
     @property
+    def texts(self) -> list[str]:
+        """The texts the text model embeds for this query: text terms and modifiers."""
+        out = []
+        for term in self.terms:
+            if isinstance(term, Composed):
+                out.append(term.modifier)
+            elif term.kind == "text":
+                out.append(term.value)
+        return out
+
+    @property
     def keyword_terms(self) -> list[Term]:
         return [t for t in self.terms if isinstance(t, Term) and t.kind in KEYWORD_KINDS]
 

@@ -86,6 +86,19 @@ class QueryCache:
         vector.setflags(write=False)
         return vector
 
+    def has(self, key: str) -> bool:
+        """Whether `key` is stored (not counted as a hit or a miss)."""
+        with self._lock:
+            db = self._connect()
+            if db is None:
+                return False
+            try:
+                row = db.execute("SELECT 1 FROM query WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                self._disable(exc)
+                return False
+        return row is not None
+
     def put(self, key: str, vector: np.ndarray) -> None:
         blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         with self._lock:

@@ -171,14 +171,25 @@ class QueryEncoder:
                 self._cache.popitem(last=False)
         return vector
 
+    def _disk_key(self, text: str, ensemble: bool) -> str | None:
+        tag = getattr(self.text_model, "cache_tag", None)
+        if self.disk_cache is None or not tag:
+            return None
+        return cache_key(tag, self.templates if ensemble and self.templates else (), text)
+
+    def is_cached(self, text: str, ensemble: bool = True) -> bool:
+        """Whether `text` is answered without the model (in memory or in the disk cache)."""
+        with self._lock:
+            if (text, ensemble and bool(self.templates)) in self._cache:
+                return True
+        key = self._disk_key(text, ensemble)
+        return key is not None and self.disk_cache is not None and self.disk_cache.has(key)
+
     def _encode_uncached(self, text: str, ensemble: bool) -> np.ndarray:
         model = self.text_model
         prompts = self.prompts(text, ensemble)
-        tag = getattr(model, "cache_tag", None)
-        key = None
-        if self.disk_cache is not None and tag:
-            templates = self.templates if ensemble and self.templates else ()
-            key = cache_key(tag, templates, text)
+        key = self._disk_key(text, ensemble)
+        if key is not None and self.disk_cache is not None:
             cached = self.disk_cache.get(key)
             if cached is not None:
                 return cached
@@ -259,11 +270,14 @@ def query_encoder(settings: Settings) -> QueryEncoder:
         return encoder
 
 
-def warm_text_model(settings: Settings) -> None:
+def warm_text_model(
+    settings: Settings, texts: Sequence[str] | None = None, ensemble: bool = True
+) -> None:
     """Start loading the text model in a thread: the CLI overlaps it with importing the store.
 
     ONNX Runtime releases the GIL while it reads the graph, so this runs in parallel with the
-    store's imports; an error is raised again where the text model is first used.
+    store's imports; an error is raised again where the text model is first used. When every
+    one of `texts` is in the on-disk query cache, the graph and vocabulary are not read at all.
     """
     encoder = query_encoder(settings)
     encoder.export_now = True  # a short-lived process: the next command needs the export
@@ -273,7 +287,9 @@ def warm_text_model(settings: Settings) -> None:
 
         with contextlib.suppress(Exception):  # raised again in the caller's thread
             model = encoder.text_model
-            if isinstance(model, OnnxTextTower):
+            if isinstance(model, OnnxTextTower) and not (
+                texts and all(encoder.is_cached(text, ensemble) for text in texts)
+            ):
                 model.prepare()
 
     if encoder._text is None:

@@ -274,12 +274,15 @@ from pixseek.cli import main
 try:
     main(sys.argv[1:])
 finally:
-    seen = sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules)
-    print(json.dumps({"heavy": seen}), file=sys.stderr)
+    heavy = ("torch", "open_clip", "torchvision", "qdrant_client")
+    seen = sorted(m for m in heavy if m in sys.modules)
+    from pixseek.models import text_tower
+    opened = any(t._session is not None for t in text_tower._towers.values())
+    print(json.dumps({"heavy": seen, "session": opened}), file=sys.stderr)
 """
 
 
-def _search(env: dict, *args: str) -> tuple[list[dict], list[str]]:
+def _search(env: dict, *args: str) -> tuple[list[dict], list[str], bool]:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, "search", *args],
         env=env,
@@ -289,7 +292,7 @@ def _search(env: dict, *args: str) -> tuple[list[dict], list[str]]:
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stderr.strip().splitlines()[-1])
-    return json_lines(out.stdout), report["heavy"]
+    return json_lines(out.stdout), report["heavy"], report["session"]
 
 
 def test_text_search_imports_neither_torch_nor_open_clip(cli, pixseek_env, tmp_path, monkeypatch):
@@ -306,19 +309,26 @@ def test_text_search_imports_neither_torch_nor_open_clip(cli, pixseek_env, tmp_p
     code, out, err = cli("search", "a red bus", "-c", "photos", "--json", "-k", "5")
     assert code == 0, err
     first = json_lines(out)
-    assert list((Path(pixseek_env["PIXSEEK_DATA_DIR"]) / "cache" / "text").glob("*-fp32.json"))
+    cache = Path(pixseek_env["PIXSEEK_DATA_DIR"]) / "cache"
+    assert list((cache / "text").glob("*-fp32.json"))
+    # The weights sit beside the graph, mapped rather than parsed by every search process.
+    (graph,) = (cache / "onnx").glob("text-*-fp32-*/text.onnx")
+    assert (graph.parent / "text.onnx.data").stat().st_size > graph.stat().st_size
     from pixseek.store.edge import _close_all
 
     _close_all()  # Qdrant Edge: one process per collection; let the subprocesses open it
     env = {k: v for k, v in os.environ.items() if k.startswith("PIXSEEK_") or k == "HF_HUB_OFFLINE"}
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIXSEEK_")}, **env}
-    # A new process: same query (disk cache), new words through ONNX with a filter, no torch.
-    again, heavy = _search(env, "a red bus", "-c", "photos", "--json", "-k", "5")
-    assert heavy == []
+    # A new process: same query (disk cache: the graph is not even opened), new words through
+    # ONNX with a filter; no torch, and qdrant-client only for the filter.
+    again, heavy, session = _search(env, "a red bus", "-c", "photos", "--json", "-k", "5")
+    assert heavy == [] and not session
     assert [r["id"] for r in again] == [r["id"] for r in first]
     assert np.allclose([r["score"] for r in again], [r["score"] for r in first], atol=1e-4)
-    other, heavy = _search(env, "two cats asleep", "-c", "photos", "--json", "-w", "width>=10")
-    assert heavy == [] and len(other) == 10
+    plain, heavy, session = _search(env, "two dogs asleep", "-c", "photos", "--json")
+    assert heavy == [] and session and len(plain) == 10
+    other, heavy, _ = _search(env, "two cats asleep", "-c", "photos", "--json", "-w", "width>=10")
+    assert heavy == ["qdrant_client"] and len(other) == 10
     monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
     monkeypatch.setenv("PIXSEEK_QUERY_CACHE_ENTRIES", "0")
     code, out, _ = cli("search", "two cats asleep", "-c", "photos", "--json", "-w", "width>=10")

@@ -212,16 +212,7 @@ def search_command(
     Text in images: 'ocr:"exit 12"' or 'text:"exit 12"' (keyword terms).
     Scores are cosine similarities to the query (dense mode).
     """
-    if (query or modify) and not generate:  # open the text model while the store loads
-        from pixseek.search.text_encoder import warm_text_model
-
-        warm_text_model(settings_from(ctx))
-    from pixseek.search.cutoff import parse_cutoff
-    from pixseek.search.engine import search_page
-    from pixseek.search.filters import compile_filters
     from pixseek.search.query import QueryInput, build_query
-    from pixseek.search.text_encoder import query_encoder
-    from pixseek.store import open_store
 
     if generate:  # -- generative search: delegated to worker/cli.py
         from pixseek.cli.generate import search_generate
@@ -263,7 +254,20 @@ def search_command(
             bad=bads,
         )
     )
-    flt = compile_filters(wheres)
+    if spec.texts and mode != "keyword":  # open the text model while the store loads
+        from pixseek.search.text_encoder import warm_text_model
+
+        warm_text_model(settings, spec.texts, spec.ensemble)
+    from pixseek.search.cutoff import parse_cutoff
+    from pixseek.search.engine import search_page
+    from pixseek.search.text_encoder import query_encoder
+    from pixseek.store import open_store
+
+    flt = None
+    if wheres:  # the filter types import qdrant_client (~0.8 s): only when there is a filter
+        from pixseek.search.filters import compile_filters
+
+        flt = compile_filters(wheres)
     store = open_store(settings)
     page = search_page(
         store,

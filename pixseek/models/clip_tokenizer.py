@@ -11,10 +11,10 @@ ids equal open_clip's on a corpus of odd strings; the text tower export checks i
 from __future__ import annotations
 
 import functools
-import gzip
 import html
 import importlib.util
 import threading
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +58,27 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
+_NEVER = float("inf")
+MERGES = 49152 - 256 - 2  # open_clip reads this many merge lines after the header
+
+
+def _read_merges(path: Path) -> list[str]:
+    """The merge lines ("first second"), decompressing only as much of the file as they take
+    (a fifth of it: every text search from the shell reads them)."""
+    try:
+        raw = path.read_bytes()
+        inflate = zlib.decompressobj(31)  # gzip container
+        text, position = b"", 0
+        while text.count(b"\n") <= MERGES and position < len(raw):
+            text += inflate.decompress(raw[position : position + 65536])
+            position += 65536
+        return text.decode("utf-8").split("\n", MERGES + 1)[1 : MERGES + 1]
+    except (OSError, zlib.error, UnicodeDecodeError) as exc:
+        raise Misconfigured(
+            f"cannot read the tokenizer vocabulary {path}: {exc}; reinstall open_clip_torch"
+        ) from None
+
+
 def _pairs(word: tuple[str, ...]) -> set[tuple[str, str]]:
     return set(zip(word, word[1:], strict=False))
 
@@ -90,14 +111,12 @@ class ClipTokenizer:
         if clean not in CLEAN_MODES:
             raise Misconfigured(f"unknown tokenizer clean mode {clean!r}")
         path = vocab or default_vocab()
-        with gzip.open(path) as handle:
-            merges_text = handle.read().decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in merges_text[1 : 49152 - 256 - 2 + 1]]
+        merges = _read_merges(path)
         base = list(_bytes_to_unicode().values())
-        words = base + [b + "</w>" for b in base] + ["".join(m) for m in merges]
+        words = base + [b + "</w>" for b in base] + [m.replace(" ", "") for m in merges]
         words.extend(SPECIAL_TOKENS)
         self.encoder = {word: index for index, word in enumerate(words)}
-        self.ranks = {merge: rank for rank, merge in enumerate(merges)}
+        self.ranks = {merge: rank for rank, merge in enumerate(merges)}  # "first second" -> rank
         self.byte_encoder = _bytes_to_unicode()
         self.cache: dict[str, str] = {t: t for t in SPECIAL_TOKENS}
         self.cache_lock = threading.Lock()
@@ -121,8 +140,8 @@ class ClipTokenizer:
         if not pairs:
             return token + "</w>"
         while True:
-            bigram = min(pairs, key=lambda pair: self.ranks.get(pair, float("inf")))
-            if bigram not in self.ranks:
+            bigram = min(pairs, key=lambda pair: self.ranks.get(f"{pair[0]} {pair[1]}", _NEVER))
+            if f"{bigram[0]} {bigram[1]}" not in self.ranks:
                 break
             first, second = bigram
             merged: list[str] = []

@@ -179,6 +179,7 @@ def _export_and_verify(clip: ClipEmbedder, cache_dir: Path, precision: str) -> M
             "text tower",
             "set PIXSEEK_TEXT_BACKEND=torch",
         )
+        onnx_backend.externalize(target)  # opened by every text search: map, don't parse
 
     graph = onnx_backend.cached_graph(
         module,

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 def to_edge_filter(flt: models.Filter | None) -> Any:
     # Imported on first use: the translation needs qdrant-client, which `pixseek collections`
     # and other commands without filters never load.
+    if flt is None:
+        return None
     from pixseek.store.edge_filters import to_edge_filter as translate
 
     return translate(flt)
