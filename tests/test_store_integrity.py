@@ -81,6 +81,28 @@ def _one_line_error(err: str, name: str) -> None:
     assert f"'{name}'" in lines[0] and "Traceback" not in err
 
 
+def test_sealed_collections_are_listed_without_loading_a_shard(two, monkeypatch):
+    """`pixseek collections` reads a closed collection's count from its seal (after the file
+    checks), so listing 100k points costs milliseconds; an open or unsealed one is counted."""
+    import qdrant_edge as qe
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sealed collection was loaded to be listed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(qe.EdgeShard, "load", refuse)
+        listed = {info.name: info.points for info in EdgeStore(two).list_collections()}
+        assert listed == {"bad": POINTS, "good": 5}
+        _garble(_segment(two, "bad") / "segment.json", 0, 64)  # same size: the digest sees it
+        (bad, good) = EdgeStore(two).list_collections()
+        assert "changed since it was written" in bad.error and "check" in bad.error
+        assert good.error is None and good.points == 5
+    store = EdgeStore(two)
+    store.upsert("good", [PointRecord(str(uuid.UUID(int=99)), {"clip": np.ones(DIM)}, {})])
+    # Open here, so unsealed on disk: counted live.
+    assert {i.name: i.points for i in store.list_collections()}["good"] == 6
+
+
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 def test_damaged_file_is_an_error_not_a_partial_result(cli, two, kind, pixseek_env):
     DAMAGE[kind](_segment(two, "bad"))

@@ -137,7 +137,7 @@ class EdgeStore:
         for entry in sorted(self.root.iterdir()):
             if (entry / META_FILE).is_file():
                 try:
-                    info = self.get_collection(entry.name)
+                    info = self._sealed_info(entry.name) or self.get_collection(entry.name)
                 except PixseekError as exc:  # one damaged or busy collection hides no other
                     info = CollectionInfo(entry.name, 0, {}, error=exc.message)
                 if info is not None:
@@ -148,7 +148,25 @@ class EdgeStore:
         meta = self._read_meta(name)
         if meta is None:
             return None
-        points = self._shard(name).info().points_count
+        return self._info(name, meta, self._shard(name).info().points_count)
+
+    def _sealed_info(self, name: str) -> CollectionInfo | None:
+        """A closed collection's info from its seal (count and file checks, see integrity),
+        without loading the shard: `pixseek collections` lists 100k points in milliseconds
+        instead of ~0.5 s each. None when it is open here or not sealed (open elsewhere, or
+        not closed cleanly): then it is opened and counted."""
+        meta = self._read_meta(name)
+        seal = (meta or {}).get(integrity.SEAL_KEY)
+        directory = self._dir(name)
+        if meta is None or not seal or seal.get("points") is None:
+            return None
+        with _open_lock:
+            if directory / "shard" in _open_shards:
+                return None
+        integrity.verify_files(name, directory / "shard", seal)
+        return self._info(name, meta, int(seal["points"]))
+
+    def _info(self, name: str, meta: dict[str, Any], points: int) -> CollectionInfo:
         return CollectionInfo(
             name=name,
             points=points,

@@ -1,7 +1,9 @@
 """Integrity of the embedded store's collection folders: nothing damaged is served silently.
 
 When a process closes a shard cleanly it *seals* the collection: pixseek.json records the point
-count and the size of every file in the shard. Opening a sealed collection checks both before
+count, the size of every file in the shard and a digest of its small configuration files
+(segment.json, version.info...). Listing a sealed collection reads the count from the seal after
+the same file checks, without loading the shard. Opening a sealed collection checks both before
 anything is served (a stat per file: cheap), then unseals it until the next clean close, so a
 process killed while it held the collection (kill -9, power loss) skips the size check next
 time instead of reporting its own unsealed writes as damage. `full_check` reads every point.
@@ -50,8 +52,25 @@ def file_sizes(shard_dir: Path) -> dict[str, int]:
     return sizes
 
 
+# Small files whose content (not only size) the seal records: a garbled segment config keeps its
+# size, and listing a sealed collection does not load the shard that would notice.
+DIGESTED_SUFFIXES = (".json", ".info")
+DIGESTED_MAX_BYTES = 64 * 1024
+
+
+def file_digests(shard_dir: Path, sizes: dict[str, int]) -> dict[str, str]:
+    import hashlib
+
+    return {
+        relative: hashlib.sha256((shard_dir / relative).read_bytes()).hexdigest()
+        for relative, size in sizes.items()
+        if relative.endswith(DIGESTED_SUFFIXES) and size <= DIGESTED_MAX_BYTES
+    }
+
+
 def seal_record(shard_dir: Path, points: int) -> dict[str, Any]:
-    return {"points": points, "files": file_sizes(shard_dir)}
+    sizes = file_sizes(shard_dir)
+    return {"points": points, "files": sizes, "digests": file_digests(shard_dir, sizes)}
 
 
 def verify_files(name: str, shard_dir: Path, seal: dict[str, Any]) -> None:
@@ -64,6 +83,17 @@ def verify_files(name: str, shard_dir: Path, seal: dict[str, Any]) -> None:
             raise corrupt(name, f"file shard/{relative} is missing") from None
         if actual < size:
             raise corrupt(name, f"file shard/{relative} is {actual} bytes, {size} were written")
+    digests = seal.get("digests", {})
+    if digests:
+        import hashlib
+
+        for relative, digest in digests.items():
+            try:
+                content = (shard_dir / relative).read_bytes()
+            except FileNotFoundError:
+                raise corrupt(name, f"file shard/{relative} is missing") from None
+            if hashlib.sha256(content).hexdigest() != digest:
+                raise corrupt(name, f"file shard/{relative} changed since it was written")
 
 
 def verify_count(name: str, seal: dict[str, Any], points: int) -> None:
