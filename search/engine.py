@@ -31,7 +31,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pixseek.search.query import Composed, QuerySpec, Term, nothing_to_search
@@ -229,28 +229,11 @@ def run_search(
     encoder: QueryEncoder | None,
     collection: str,
     spec: QuerySpec,
-    filter: models.Filter | None = None,
-    limit: int = 10,
-    offset: int = 0,
-    threshold: float | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    collapse: str | None = None,
-    mode: str = "auto",
-    fusion: str = "rrf",
-    diversity: float | None = None,
-    cutoff: Cutoff | None = None,
+    **options: Any,
 ) -> list[Hit]:
-    """Search `collection`; scores are cosine similarities to the query, best first.
-    `collapse="near"` returns one hit per near-duplicate group (search/collapse.py).
-    `mode` keyword/hybrid/auto: BM25 and fused rankings (search/keyword.py; other scores).
-    `diversity` (0-1): Qdrant's MMR re-picks the list; `cutoff`: search/cutoff.py.
-
-    `encoder` may be None for queries made only of stored points (--like).
-    """
-    return search_page(
-        store, encoder, collection, spec, filter, limit, offset, threshold, max_pixels,
-        collapse, mode, fusion, diversity, cutoff,
-    ).hits  # fmt: skip
+    """`search_page(...).hits`: the hits alone, for evaluation, benchmarks and tests; the
+    options are search_page's."""
+    return search_page(store, encoder, collection, spec, **options).hits
 
 
 def search_page(
@@ -269,7 +252,14 @@ def search_page(
     diversity: float | None = None,
     cutoff: Cutoff | None = None,
 ) -> SearchPage:
-    """`run_search` with the reason a list ends early (a cutoff), for the CLI and the API."""
+    """Search `collection`; scores are cosine similarities to the query, best first, with the
+    reason a list ends early (a cutoff).
+
+    `collapse="near"` returns one hit per near-duplicate group (search/collapse.py).
+    `mode` keyword/hybrid/auto: BM25 and fused rankings (search/keyword.py; other scores).
+    `diversity` (0-1): Qdrant's MMR re-picks the list; `cutoff`: search/cutoff.py.
+    `encoder` may be None for queries made only of stored points (--like).
+    """
     if not 1 <= limit <= MAX_LIMIT:
         raise UserError(f"limit must be between 1 and {MAX_LIMIT}")
     if offset < 0:

@@ -109,15 +109,17 @@ def diverse_page(
     plan = planned.plan
     vector = None
     scale = planned.scale
+    dense = []
     if isinstance(plan, RankFusion):
         dense = [s.vector for s in plan.searches if not isinstance(s.vector, SparseVector)]
-        if not dense:
-            raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
-        vector = unit(np.mean([np.asarray(v, dtype=np.float32) for v in dense], axis=0))
     elif not is_sparse(plan):
-        plan, scale = as_nearest(plan), 1.0  # same ranking; MMR needs one query vector
-    else:
+        dense = [plan]
+    if not dense:
         raise UserError("diversity needs a picture-based (dense) query; keyword-only has none")
+    if isinstance(plan, RankFusion):
+        vector = unit(np.mean([np.asarray(v, dtype=np.float32) for v in dense], axis=0))
+    else:
+        plan, scale = as_nearest(plan), 1.0  # same ranking; MMR needs one query vector
     request = SearchRequest(
         plan,
         wanted,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pixseek.cli.context import settings_from
+from pixseek.cli.context import settings_from, where_option
 
 
 @click.group("collections", invoke_without_command=True)
@@ -117,14 +117,7 @@ def _edge_store(ctx: click.Context, command: str):
 
 @collections_command.command("show")
 @click.argument("name")
-@click.option(
-    "--where",
-    "-w",
-    "wheres",
-    multiple=True,
-    metavar="EXPR",
-    help="Count only the points this filter keeps (the --where language of search).",
-)
+@where_option("Count only the points this filter keeps (the --where language of search).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the counts.")
 @click.pass_context
 def show_command(ctx: click.Context, name: str, wheres: tuple[str, ...], as_json: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pixseek.cli.context import settings_from
+from pixseek.cli.context import settings_from, where_option
 
 
 @click.command("duplicates")
@@ -41,7 +41,7 @@ from pixseek.cli.context import settings_from
     metavar="SECONDS",
     help="similar: only pictures taken within this many seconds of each other (EXIF).",
 )
-@click.option("--where", "-w", multiple=True, metavar="EXPR", help="Only points matching.")
+@where_option("Only points matching (the --where language of search).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per group.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Write a review page.")
 @click.option(
@@ -58,7 +58,7 @@ def duplicates_command(
     confirm: float | None,
     no_confirm: bool,
     time_window: float | None,
-    where: tuple[str, ...],
+    wheres: tuple[str, ...],
     as_json: bool,
     html_out: str | None,
     update_hashes: bool,
@@ -73,7 +73,7 @@ def duplicates_command(
     store = open_store(settings)
     if update_hashes:
         update_hashes_and_report(store, collection, settings.max_image_pixels, as_json)
-    options = dup.DuplicateOptions(tier=tier, filter=compile_filters(where))
+    options = dup.DuplicateOptions(tier=tier, filter=compile_filters(wheres))
     options.with_threshold(threshold)
     if no_confirm:
         options.confirm = None

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pixseek.cli.context import settings_from
+from pixseek.cli.context import settings_from, where_option
 from pixseek.cli.generate import build_spec, generation_options, output_result
 from pixseek.worker.records import JobState
 
@@ -28,7 +28,7 @@ def jobs_command() -> None:
 @click.option("--collection", "-c", required=True, help="Collection to search.")
 @generation_options(full=True)
 @click.option("--limit", "-k", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--where", "-w", "wheres", multiple=True, metavar="EXPR", help="Filter (ANDed).")
+@where_option()
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), help="Minimum cosine score.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"job_id": ...}.')
 @click.pass_context

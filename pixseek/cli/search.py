@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pixseek.cli.context import settings_from
+from pixseek.cli.context import settings_from, where_option
 from pixseek.cli.generate import generation_options
 
 # rclip-style terms that start with a dash: `-:grass`, `-2:grass`, `-./dog.jpg`, `-/abs/dog.jpg`.
@@ -127,15 +127,7 @@ def _is_number(tokens: list[str]) -> bool:
 )
 @click.option("--limit", "-k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many results.")
-@click.option(
-    "--where",
-    "-w",
-    "wheres",
-    multiple=True,
-    metavar="EXPR",
-    help="Filter, e.g. 'label=dog', 'label in (dog, cat)', 'width>=640', 'taken>=2020-01-01', "
-    "'source~beach', or raw Qdrant filter JSON; repeated filters are ANDed.",
-)
+@where_option()
 @click.option(
     "--threshold", type=click.FloatRange(-1.0, 1.0), help="Drop results below this cosine score."
 )

@@ -396,6 +396,9 @@ class EdgeStore:
 
     def browse(self, name: str, request: Browse) -> list[StoredPoint]:
         shard = self._shard(name)
+        if request.order_by not in shard.info().payload_schema:  # made before its range index
+            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            shard.update(qe.UpdateOperation.create_field_index(request.order_by, kind))
         direction = qe.Direction.Desc if request.newest_first else qe.Direction.Asc
         query = qe.QueryRequest(
             limit=request.limit,
@@ -404,14 +407,7 @@ class EdgeStore:
             filter=to_edge_filter(request.filter),
             with_payload=True,
         )
-        try:
-            points = shard.query(query)
-        except Exception as exc:  # collections made before the mtime range index
-            if "range index" not in str(exc):
-                raise
-            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
-            shard.update(qe.UpdateOperation.create_field_index(request.order_by, kind))
-            points = shard.query(query)
+        points = shard.query(query)
         return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in points]
 
     def optimize(self, name: str) -> IndexStatus:

@@ -298,6 +298,10 @@ class ServerStore:
 
     def browse(self, name: str, request: Browse) -> list[StoredPoint]:
         self._require(name)
+        schema = self._call(self.client.get_collection, name).payload_schema or {}
+        if request.order_by not in schema:  # collections made before its range index
+            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            self._call(self.client.create_payload_index, name, request.order_by, kind)
         direction = models.Direction.DESC if request.newest_first else models.Direction.ASC
         kwargs: dict[str, Any] = {
             "query": models.OrderByQuery(
@@ -308,14 +312,7 @@ class ServerStore:
             "offset": request.offset,
             "with_payload": True,
         }
-        try:
-            response = self._call(self.client.query_points, name, **kwargs)
-        except UserError as exc:  # collections made before the mtime range index
-            if "index" not in str(exc):
-                raise
-            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
-            self._call(self.client.create_payload_index, name, request.order_by, kind)
-            response = self._call(self.client.query_points, name, **kwargs)
+        response = self._call(self.client.query_points, name, **kwargs)
         return [StoredPoint(id=str(p.id), payload=p.payload or {}) for p in response.points]
 
     def optimize(self, name: str) -> IndexStatus:
