@@ -11,7 +11,9 @@ interleaved rounds (so a change in machine load hits every row alike), whole pro
 `python -c pass`, `python -c "import torch"`, `pixseek --help`, `pixseek collections`,
 `pixseek search TEXT -c NAME --json` with a query never seen before (the ONNX text tower runs),
 the same query again (on-disk query cache), and the torch text path (PIXSEEK_TEXT_BACKEND=torch,
-the previous behaviour). Medians of the rounds. Results: bench/results/cli.json / .md.
+the previous behaviour). Then the same searches and `pixseek collections` while a `pixseek serve`
+holds the data dir (the commands delegate the store's calls to it). Medians of the rounds.
+Results: bench/results/cli.json / .md.
 """
 
 from __future__ import annotations
@@ -127,11 +129,15 @@ def child(args: argparse.Namespace) -> None:
             "top10_overlap_10k": round(top10_overlap(reference, got, points), 4),
             "trusted": tower.manifest.trusted,
             "export_s": round(built, 1),
-            "graph_mb": round(
-                (settings.cache_dir / tower.manifest.graph).stat().st_size / 2**20, 1
-            ),
+            "graph_mb": round(graph_bytes(settings.cache_dir / tower.manifest.graph) / 2**20, 1),
         }
     Path(args.child).write_text(json.dumps(report))
+
+
+def graph_bytes(graph: Path) -> int:
+    """The graph file and its external weights file, when it has one."""
+    data = graph.with_name(graph.name + ".data")
+    return graph.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
 def wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -147,6 +153,8 @@ def cli_rounds(env: dict[str, str], points: list[int], runs: int, torch_runs: in
     pixseek = [py, "-m", "pixseek"]
     torch_env = {**env, "PIXSEEK_TEXT_BACKEND": "torch", "PIXSEEK_QUERY_CACHE_ENTRIES": "0"}
     samples: dict[str, list[float]] = defaultdict(list)
+    # A new query must be new to the on-disk cache of a reused --work directory too.
+    run_id = f"{int(time.time()) % 100_000}"
     for r in range(runs):
         samples["python -c pass"].append(wall([py, "-c", "pass"], env))
         samples['python -c "import torch"'].append(wall([py, "-c", "import torch"], env))
@@ -156,18 +164,24 @@ def cli_rounds(env: dict[str, str], points: list[int], runs: int, torch_runs: in
         samples["pixseek --help"].append(wall([*pixseek, "--help"], env))
         samples["pixseek collections"].append(wall([*pixseek, "collections"], env))
         for n in points:
-            text = f"{ADJECTIVES[r % 8]} {WORDS[r % 10]} {THINGS[(r * 3) % 10]} round {r}"
+            text = (
+                f"{ADJECTIVES[r % 8]} {WORDS[r % 10]} {THINGS[(r * 3) % 10]} round {r} {run_id} {n}"
+            )
             query = [*pixseek, "search", text, "-c", f"p{n}", "--json"]
             samples[f"pixseek search TEXT -c p{n} (new query: ONNX text tower)"].append(
                 wall(query, env)
             )
             samples[f"pixseek search TEXT -c p{n} (repeated: disk cache)"].append(wall(query, env))
         if r < torch_runs:
-            text = f"torch path {WORDS[r % 10]} {THINGS[r % 10]}"
+            text = f"torch path {WORDS[r % 10]} {THINGS[r % 10]} {run_id}"
             query = [*pixseek, "search", text, "-c", f"p{points[0]}", "--json"]
             samples[f"pixseek search TEXT -c p{points[0]} (torch text path, before)"].append(
                 wall(query, torch_env)
             )
+    return summarise(samples)
+
+
+def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     return {
         name: {
             "median_s": round(statistics.median(values), 3),
@@ -177,6 +191,38 @@ def cli_rounds(env: dict[str, str], points: list[int], runs: int, torch_runs: in
         }
         for name, values in samples.items()
     }
+
+
+def served_rounds(env: dict[str, str], points: list[int], runs: int) -> dict:
+    """The same commands while a `pixseek serve` holds the data dir: the CLI finds it and sends
+    the store's calls there (the server has every collection open), encoding text itself."""
+    from bench.text_batching import free_port, serve, wait_ready
+
+    port = free_port()
+    process = serve(env, port)
+    pixseek = [sys.executable, "-m", "pixseek"]
+    samples: dict[str, list[float]] = defaultdict(list)
+    run_id = f"served {int(time.time()) % 100_000}"
+    try:
+        for n in points:  # up, model loaded, each collection opened by the server
+            wait_ready(f"http://127.0.0.1:{port}", f"p{n}", process)
+        for r in range(runs):
+            samples["pixseek collections (serve running)"].append(
+                wall([*pixseek, "collections"], env)
+            )
+            for n in points:
+                text = f"{ADJECTIVES[r % 8]} {THINGS[(r * 7) % 10]} {run_id} {r} {n}"
+                query = [*pixseek, "search", text, "-c", f"p{n}", "--json"]
+                samples[f"pixseek search TEXT -c p{n} (serve running: new query)"].append(
+                    wall(query, env)
+                )
+                samples[f"pixseek search TEXT -c p{n} (serve running: repeated)"].append(
+                    wall(query, env)
+                )
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return summarise(samples)
 
 
 def prepare(work: Path) -> dict[str, str]:
@@ -216,6 +262,7 @@ def main() -> None:
         subprocess.run(cmd, env=env, cwd=REPO, check=True)
     report.update(json.loads(out.read_text()))
     report["commands"] = cli_rounds(env, args.points, args.runs, args.torch_runs)
+    report["commands"].update(served_rounds(env, args.points, args.runs))
     report["load_end"] = load()
     torch_s = report["commands"]['python -c "import torch"']["median_s"]
     for row in report["commands"].values():

@@ -8,8 +8,8 @@ per setting, run one after the other in the same run:
 
   torch, one pass per request   PIXSEEK_TEXT_BACKEND=torch, PIXSEEK_TEXT_BATCH_MAX=1 (before)
   torch, micro-batched          PIXSEEK_TEXT_BACKEND=torch, PIXSEEK_TEXT_BATCH_MAX=64
-  onnx fp32, one pass per request  PIXSEEK_TEXT_BATCH_MAX=1 (the default now)
-  onnx fp32, micro-batched      PIXSEEK_TEXT_BATCH_MAX=64
+  onnx fp32, one pass per request  PIXSEEK_TEXT_BATCH_MAX=1
+  onnx fp32, micro-batched      PIXSEEK_TEXT_BATCH_MAX=64 (the default)
 
 Every request is a text query never sent before (4 prompt templates), so neither the in-process
 nor the on-disk cache (off here) answers it. At each concurrency, C client tasks send requests
@@ -42,8 +42,8 @@ SETTINGS = {
         "PIXSEEK_TEXT_BATCH_MAX": "1",
     },
     "torch, micro-batched": {"PIXSEEK_TEXT_BACKEND": "torch", **BATCHED},
-    "onnx fp32, one pass per request (default)": {"PIXSEEK_TEXT_BATCH_MAX": "1"},
-    "onnx fp32, micro-batched": BATCHED,
+    "onnx fp32, one pass per request": {"PIXSEEK_TEXT_BATCH_MAX": "1"},
+    "onnx fp32, micro-batched (default)": BATCHED,
 }
 _counter = itertools.count()
 

@@ -134,10 +134,9 @@ class Settings:
     # Query text embeddings kept on disk (cache_dir/query-embeddings.sqlite3); 0 = off.
     query_cache_entries: int = 100_000
     # Micro-batching of concurrent text queries (HTTP API): prompts per forward pass (1 = off)
-    # and how long a burst may wait for more queries before its pass starts. Off by default:
-    # on the shared 2-CPU test machine concurrent unbatched ONNX passes measured faster at
-    # concurrency 32 (bench/results/text_batching.md); try 64 on a dedicated server.
-    text_batch_max: int = 1
+    # and how long a burst may wait for more queries before its pass starts (a lone query never
+    # waits). bench/results/text_batching.md has it against one pass per request.
+    text_batch_max: int = 64
     text_batch_window_ms: int = 2
     # NLLB-CLIP text towers read a language code before the query (deu_Latn, jpn_Jpan, ...):
     # the language text queries are written in; empty = eng_Latn, the tokenizer's default.

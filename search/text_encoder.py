@@ -271,9 +271,14 @@ def query_encoder(settings: Settings) -> QueryEncoder:
 
 
 def warm_text_model(
-    settings: Settings, texts: Sequence[str] | None = None, ensemble: bool = True
+    settings: Settings,
+    texts: Sequence[str] | None = None,
+    ensemble: bool = True,
+    one_query: bool = False,
 ) -> None:
     """Start loading the text model in a thread: the CLI overlaps it with importing the store.
+    `one_query`: the process answers one query (`pixseek search`), so the graph is opened for
+    that (OnnxTextTower.prepare without prepacking) rather than for many.
 
     ONNX Runtime releases the GIL while it reads the graph, so this runs in parallel with the
     store's imports; an error is raised again where the text model is first used. When every
@@ -290,7 +295,7 @@ def warm_text_model(
             if isinstance(model, OnnxTextTower) and not (
                 texts and all(encoder.is_cached(text, ensemble) for text in texts)
             ):
-                model.prepare()
+                model.prepare(prepack=not one_query)
 
     if encoder._text is None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()

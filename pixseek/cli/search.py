@@ -249,7 +249,7 @@ def search_command(
     if spec.texts and mode != "keyword":  # open the text model while the store loads
         from pixseek.search.text_encoder import warm_text_model
 
-        warm_text_model(settings, spec.texts, spec.ensemble)
+        warm_text_model(settings, spec.texts, spec.ensemble, one_query=True)
     from pixseek.search.cutoff import parse_cutoff
     from pixseek.search.engine import search_page
     from pixseek.search.text_encoder import query_encoder
