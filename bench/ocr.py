@@ -6,11 +6,16 @@ The set comes from bench/ocr_set.py (built when missing). Part `ocr`: every engi
 image; a ground-truth word counts as found when it is one of the image's recognised tokens
 (lower-case letters and digits), precision is the share of recognised tokens that are rendered
 words (the photos' own text, e.g. shop signs, counts against it), broken down by text size,
-word length, contrast, rotation and occlusion; ms per image on one thread. Part `search`:
+word length, contrast, rotation, occlusion and whether the strokes stand out from the photo
+(bench/ocr_set.py's `visible`: a low-contrast ink on a busy photo vanishes into parts of it);
+ms per image on one ONNX/OMP thread. Engines: pixseek's RapidOCR pipeline, pixseek's settings
+before it (RapidOCR's own pipeline, one detection at 1x), RapidOCR as shipped, and Tesseract on
+the whole photo (psm 11 sparse text, psm 3 automatic) when `tesseract` is installed. Part `search`:
 ingests the set with and without OCR (images/s, interleaved) and runs one query per rendered
 word and per two-word phrase in keyword, dense and hybrid mode (R@1, R@5). The CLIP model has
 random weights (no real weights offline), so `dense` is chance level and `hybrid` shows what
 fusing with a useless dense ranking costs. Results: bench/results/ocr.json and ocr.md.
+Ingest without --ocr against the code before the keyword index: bench/ocr_ingest.py.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from bench._common import RESULTS, cpu, load
 from bench.ocr_set import build
 
 TOKEN = re.compile(r"[a-z0-9]+")
+VISIBLE = 0.9  # a word's strokes count as visible when this share stands out from the photo
+TARGET = "target: 4+ letters, >= 20 px, not occluded"
+TARGET_VISIBLE = "target, strokes visible (>= 90% of stroke pixels 20+ grey levels off the photo)"
 
 
 def tokens(text: str) -> set[str]:
@@ -55,12 +63,13 @@ def rapidocr_reader(max_side: int):
     return lambda path: engine.read(Image.open(path)).text
 
 
-def rapidocr_default_reader():
-    """RapidOCR as shipped (short side upscaled to 736 px before detection)."""
+def rapidocr_call_reader(**options: Any):
+    """RapidOCR's own pipeline (`RapidOCR.__call__`) with these options, on one thread (the
+    global thread counts: RapidOCR copies them over any det_/rec_ ones)."""
     import numpy as np
     from rapidocr_onnxruntime import RapidOCR
 
-    engine = RapidOCR(det_intra_op_num_threads=1, rec_intra_op_num_threads=1)
+    engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, **options)
 
     def read(path: Path) -> str:
         raw, _ = engine(np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1])
@@ -89,8 +98,13 @@ def tesseract_reader(psm: int):
 
 def engines() -> dict[str, Any]:
     found = {
-        "rapidocr max_side=1600 (pixseek)": rapidocr_reader(1600),
-        "rapidocr as shipped": rapidocr_default_reader(),
+        "rapidocr pixseek (2 scales, space decoding)": rapidocr_reader(1600),
+        # pixseek's settings before: one detection at 1x, RapidOCR's own decoding.
+        "rapidocr pixseek before": rapidocr_call_reader(
+            det_limit_type="max", det_limit_side_len=1600, det_unclip_ratio=2.0, text_score=0.5
+        ),
+        # as shipped: the short side upscaled to 736 px before detection
+        "rapidocr as shipped": rapidocr_call_reader(),
         "tesseract 5 psm 11": tesseract_reader(11),
         "tesseract 5 psm 3": tesseract_reader(3),
     }
@@ -115,9 +129,15 @@ def word_rows(truth: dict) -> list[dict]:
                         "low_contrast": item["low_contrast"],
                         "rotated": abs(item["rotation"]) > 8,
                         "occluded": item["occluded"] and index == len(item["words"]) - 1,
+                        # share of stroke pixels 20+ grey levels from the photo under them
+                        "visible": item.get("visible", 1.0) >= VISIBLE,
                     }
                 )
     return rows
+
+
+def in_target(row: dict) -> bool:
+    return row["long"] and row["size"] >= 20 and not row["occluded"]
 
 
 def buckets(rows: list[dict], hit: dict[tuple[str, str], bool]) -> dict[str, dict]:
@@ -130,8 +150,11 @@ def buckets(rows: list[dict], hit: dict[tuple[str, str], bool]) -> dict[str, dic
         groups["low contrast" if row["low_contrast"] else "high contrast"].append(found)
         groups["rotated > 8 deg" if row["rotated"] else "rotated <= 8 deg"].append(found)
         groups["occluded word" if row["occluded"] else "not occluded"].append(found)
-        if row["long"] and row["size"] >= 20 and not row["occluded"]:
-            groups["target: 4+ letters, >= 20 px, not occluded"].append(found)
+        groups["strokes visible" if row["visible"] else "strokes partly hidden"].append(found)
+        if in_target(row):
+            groups[TARGET].append(found)
+            if row["visible"]:
+                groups[TARGET_VISIBLE].append(found)
     return {k: {"n": len(v), "recall": round(sum(v) / len(v), 3)} for k, v in groups.items()}
 
 
@@ -193,7 +216,7 @@ def write_report(result: dict) -> None:
             + " |"
         )
         lines.append(
-            "| ms per image (median, 1 thread) | | "
+            "| ms per image (median, 1 ONNX/OMP thread) | | "
             + " | ".join(f"{quality[n]['ms_per_image_median']:.0f}" for n in names)
             + " |"
         )
@@ -201,6 +224,10 @@ def write_report(result: dict) -> None:
     search = result.get("search")
     if search:
         lines += search_markdown(search)
+    ingest = result.get("ingest_without_ocr")
+    if ingest:
+        lines += ingest_markdown(ingest)
+    lines += [f"- {note}" for note in result.get("notes", [])]
     (RESULTS / "ocr.md").write_text("\n".join(lines) + "\n")
 
 
@@ -224,6 +251,30 @@ def search_markdown(search: dict) -> list[str]:
     for name, rates in ingest["rounds"].items():
         lines.append(f"| {name} | {', '.join(f'{r:.2f}' for r in rates)} | {max(rates):.2f} |")
     lines += ["", *[f"- {note}" for note in search.get("notes", [])], ""]
+    return lines
+
+
+def ingest_markdown(ingest: dict) -> list[str]:
+    """bench/ocr_ingest.py's measurement: ingest without --ocr, this checkout vs the base."""
+    lines = [
+        "## Ingest without --ocr: before the keyword index vs now (bench/ocr_ingest.py)",
+        "",
+        f"{ingest['images']} images, CLI `pixseek ingest --json` in fresh processes, rounds "
+        f"interleaved; base {ingest['base_commit']}, this {ingest['this_commit']}; load per "
+        f"round {ingest['load_per_round']}.",
+        "",
+        "| run | images/s per round | mean |",
+        "|---|---|---|",
+    ]
+    for name, rates in ingest["rounds"].items():
+        lines.append(
+            f"| {name} | {', '.join(f'{r:.2f}' for r in rates)} | {ingest['mean'][name]} |"
+        )
+    lines += [
+        "",
+        f"Ratio this/base: {ingest['ratio_of_means']} (means), {ingest['ratio_of_best']} (best).",
+        "",
+    ]
     return lines
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import load
-from bench.ocr import word_rows
+from bench.ocr import TARGET_VISIBLE, in_target, word_rows
 
 
 def _ingest(folder: Path, data: Path, embedders: Any, keywords: bool) -> tuple[Any, float]:
@@ -63,8 +63,10 @@ def retrieval_part(set_dir: Path, data: Path) -> dict:
     queries = []
     for row in rows:
         keys = ["single words"]
-        if row["long"] and row["size"] >= 20 and not row["occluded"]:
+        if in_target(row):
             keys.append("single words: 4+ letters, >= 20 px, not occluded (target)")
+            if row["visible"]:
+                keys.append(f"single words: {TARGET_VISIBLE}")
         queries += [(key, row["word"], row["image"]) for key in keys]
     for record in truth["images"]:
         for item in record["items"]:

@@ -6,7 +6,10 @@ Each photo gets a two-word phrase and a single word, every word used once in the
 each word query has exactly one relevant image). Per text item: a font from Debian's font
 packages (DejaVu, Liberation, FreeFont, Noto), a cap height of 12-80 px, a rotation of up to
 15 degrees, high or low contrast to the local background, and in a quarter of the items a patch
-hiding about a third of the last word. Writes `images/*.jpg` and `truth.json`.
+hiding about a third of the last word. Each item records `visible`, the share of its stroke
+pixels at least 20 grey levels from the photo under them: the ink is chosen against the mean of
+the text's box, so on a busy photo parts of a word can vanish (a low-contrast grey, or yellow on
+yellow flowers). Writes `images/*.jpg` and `truth.json`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +38,7 @@ FONT_FILES = (
     "NotoSans-Regular.ttf",
     "NotoSerif-Bold.ttf",
 )
+VISIBLE_LEVELS = 20  # grey levels between a stroke pixel and the photo under it
 SIZES = (12, 16, 20, 28, 40, 56, 80)
 # Distinct words (3-10 letters), none a COCO category name, so keyword and dense queries differ.
 WORDS = """
@@ -86,6 +91,17 @@ def _ink(background: Image.Image, low_contrast: bool, rng: random.Random) -> tup
     return (*rng.choice(colours), 255)
 
 
+def _visible(background: Image.Image, mask: Image.Image, ink: tuple[int, ...]) -> float:
+    """The share of the text's stroke pixels whose grey level differs from the photo under them
+    by at least VISIBLE_LEVELS (one ink colour on a busy photo can vanish into parts of it)."""
+    grey = np.asarray(background.convert("L"), dtype=np.float32)
+    strokes = np.asarray(mask) > 127
+    level = np.dot(np.asarray(ink[:3], dtype=np.float32), [0.299, 0.587, 0.114])
+    if not strokes.any():
+        return 0.0
+    return round(float(np.mean(np.abs(grey[strokes] - level) >= VISIBLE_LEVELS)), 3)
+
+
 def _render(text: str, font_path: Path, size: int) -> tuple[Image.Image, ImageFont.FreeTypeFont]:
     # `size` is the cap height in pixels: scale the font's em size to it.
     probe = ImageFont.truetype(str(font_path), 100)
@@ -123,6 +139,7 @@ def place_text(
     else:
         return None
     ink = _ink(photo.crop(box), low_contrast, rng)
+    visible = _visible(photo.crop(box), mask, ink)
     photo.paste(Image.new("RGBA", mask.size, ink), (x, y), mask)
     taken.append(box)
     return {
@@ -133,6 +150,7 @@ def place_text(
         "rotation": round(angle, 1),
         "low_contrast": low_contrast,
         "occluded": occluded,
+        "visible": visible,
         "box": list(box),
     }
 

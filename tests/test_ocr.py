@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pixseek.ingest.enrich import OcrPool
-from pixseek.ingest.ocr import ENGINE_ID, RapidOcrEngine, bounded
+from pixseek.ingest.ocr import ENGINE_ID, SPACE_PROB, RapidOcrEngine, _decode, bounded
 
 from tests.conftest import COCO, run_pixseek
 
@@ -74,6 +74,78 @@ def test_huge_images_are_scaled_down_first(engine):
     assert "meridian" in words(result.text), result.text
     # Boxes are in the image's own pixels: the word spans about 1,290 of them (345 scaled).
     assert max(x for line in result.lines for x, _ in line.box) > 1000
+
+
+def _on_photo(photo: Path, text: str, font: str, px: int, angle: float, gap: float = 0.0):
+    """Black letters straight on the photo (no plate), rotated; `gap` (in em) puts the words
+    closer together than the font's own space when > 0."""
+    image = (
+        Image.open(photo).convert("RGB") if photo else Image.new("RGB", (520, 140), (60, 90, 120))
+    )
+    face = ImageFont.truetype(font, px)
+    ink = (10, 10, 10) if photo else (240, 240, 240)
+    if gap:
+        draw, x = ImageDraw.Draw(image), 20.0
+        for word in text.split():
+            draw.text((x, 50), word, font=face, fill=ink)
+            x += face.getlength(word) + gap * px
+        return image
+    left, top, right, bottom = face.getbbox(text)
+    mask = Image.new("L", (right - left + 20, bottom - top + 20), 0)
+    ImageDraw.Draw(mask).text((10 - left, 10 - top), text, font=face, fill=255)
+    mask = mask.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+    image.paste(ink, (40, 60), mask)
+    return image
+
+
+def _rapidocr_alone(image: Image.Image) -> str:
+    """RapidOCR's own pipeline with pixseek's earlier settings (one detection at 1x)."""
+    import numpy as np
+    from rapidocr_onnxruntime import RapidOCR
+
+    alone = RapidOCR(
+        intra_op_num_threads=1, det_limit_type="max", det_limit_side_len=1600, det_unclip_ratio=2.0
+    )
+    raw, _ = alone(np.asarray(image)[:, :, ::-1])
+    return "\n".join(text for _, text, _ in raw or [])
+
+
+def test_second_detection_scale_finds_what_one_pass_misses(engine):
+    serif = "/usr/share/fonts/truetype/liberation/LiberationSerif-Bold.ttf"
+    quill = _on_photo(PHOTOS[0], "quill", serif, 60, -6.0)
+    assert "quill" not in words(_rapidocr_alone(quill))  # 1x detection finds nothing there
+    assert "quill" in words(engine.read(quill).text)
+    zephyr = _on_photo(PHOTOS[3], "zephyr", serif, 28, -14.0)
+    assert "zephyr" in words(engine.read(zephyr).text)  # 1x alone clips it: "zeph"
+
+
+def test_words_set_close_together_are_split(engine):
+    image = _on_photo(
+        None, "harbour gate", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 24, 0, 0.12
+    )
+    assert "harbourgate" in words(_rapidocr_alone(image))  # a blank wins the gap's columns
+    assert {"harbour", "gate"} <= words(engine.read(image).text)
+
+
+def test_decoding_puts_a_space_where_the_space_class_is_likely():
+    import numpy as np
+
+    characters = ["blank", "a", "b", " "]
+    probs = np.zeros((6, 4), dtype=np.float32)
+    for column, index in enumerate([1, 0, 0, 2, 0, 2]):  # a _ _ b _ b
+        probs[column, index] = 0.9
+    assert _decode(probs, characters, 3)[0] == "abb"
+    probs[2, 3] = SPACE_PROB  # a blank still wins column 2, but the space class is likely
+    text, confidence = _decode(probs, characters, 3)
+    assert text == "a bb" and confidence == pytest.approx(0.9)
+    probs[4, 3] = SPACE_PROB / 2
+    assert _decode(probs, characters, 3)[0] == "a bb"
+
+
+def test_onnx_sessions_use_the_given_thread_count(engine):
+    rapid = engine._engine()
+    sessions = [rapid.text_det.infer, rapid.text_cls.infer, rapid.text_rec.session]
+    assert [s.session.get_session_options().intra_op_num_threads for s in sessions] == [1, 1, 1]
 
 
 def test_bad_bytes_fail_one_image_without_raising(engine):
