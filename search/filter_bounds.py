@@ -61,6 +61,34 @@ def count_conditions(flt: models.Filter) -> int:
     return total
 
 
+def field_keys(flt: models.Filter) -> Iterable[str]:
+    """The payload paths `flt` reads (field, is-empty, is-null and nested conditions)."""
+    for condition in _conditions(flt):
+        if isinstance(condition, models.FieldCondition):
+            yield condition.key
+        elif isinstance(condition, models.IsEmptyCondition):
+            yield condition.is_empty.key
+        elif isinstance(condition, models.IsNullCondition):
+            yield condition.is_null.key
+        elif isinstance(condition, models.NestedCondition):
+            yield condition.nested.key
+
+
+def check_paths(flt: models.Filter, what: str) -> None:
+    """Every key is a JSON path Qdrant can read (`meta.KEY`, `KEY[]`, `KEY[0]`, `"a b"`): a
+    store would otherwise fail on it mid-search (Edge and local mode raise ValueError)."""
+    from qdrant_client.local.json_path_parser import parse_json_path
+
+    for key in field_keys(flt):
+        try:
+            parse_json_path(key)
+        except ValueError:
+            raise InputError(
+                f"{what}: {key!r} is not a payload path Qdrant can read; paths look like "
+                'meta.KEY, meta.KEY[], meta.KEY[0] or meta."KEY WITH SPACES"'
+            ) from None
+
+
 def check_conditions(flt: models.Filter, limits: FilterLimits, what: str) -> None:
     total = count_conditions(flt)
     if total > limits.conditions:

@@ -32,6 +32,7 @@ from pixseek.search.filter_bounds import (
     bounded_number,
     check_conditions,
     check_ids,
+    check_paths,
     count_conditions,
     no_constant,
 )
@@ -187,9 +188,11 @@ def parse_where(
 ) -> models.Filter:
     """Compile one expression (or raw Qdrant filter JSON) into a qdrant-client Filter."""
     if expression.lstrip().startswith("{"):
-        return _raw_filter(expression, option, limits)
-    flt = _parse_expression(expression, option)
-    check_conditions(flt, limits, f"{option} {expression[:60]!r}")
+        flt = _raw_filter(expression, option, limits)
+    else:
+        flt = _parse_expression(expression, option)
+        check_conditions(flt, limits, f"{option} {expression[:60]!r}")
+    check_paths(flt, option)
     return flt
 
 
@@ -226,7 +229,8 @@ def _parse_expression(expression: str, option: str) -> models.Filter:
 
 
 LABELS = "labels"
-# Custom sidecar columns live under meta (`meta.image_id`, `meta[wnid]`): any key is allowed there.
+# Custom sidecar columns live under meta (`meta.image_id`, `meta.tags[]`): any key is allowed there
+# (a path the store cannot read, such as `meta[wnid]`, is refused by the store in one line).
 _CUSTOM_PREFIXES = ("meta.", "meta[")
 
 

@@ -62,7 +62,7 @@ def test_unknown_field_is_one_line_listing_the_fields(expression, suggestion):
 
 def test_custom_meta_fields_stay_allowed():
     assert parse_where("meta.image_id=5").must[0].key == "meta.image_id"
-    assert parse_where("meta[wnid]=n01440764").must[0].key == "meta[wnid]"
+    assert parse_where("meta.tags[]=beach").must[0].key == "meta.tags[]"
 
 
 def test_cli_misspelt_field_exits_2_with_the_hint(cli, pixseek_env, tmp_path, monkeypatch):
@@ -83,3 +83,30 @@ def test_cli_misspelt_field_exits_2_with_the_hint(cli, pixseek_env, tmp_path, mo
     assert code == 0, err
     (hit,) = [json.loads(line) for line in out.splitlines()]
     assert hit["payload"]["labels"] == ["Shih-Tzu"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["meta[wnid]=n01440764", '{"must": [{"key": "meta[x]", "match": {"value": 0}}]}'],
+)
+def test_a_path_qdrant_cannot_read_is_a_one_line_error(where):
+    """Qdrant's JSON paths know meta.KEY, KEY[] and KEY[0]; `meta[x]` used to reach the store
+    and fail there (Edge and local mode raise ValueError: API 500), found by the filter fuzz."""
+    with pytest.raises(UserError, match="not a payload path Qdrant can read.*meta.KEY"):
+        parse_where(where)
+
+
+def test_the_embedded_store_refuses_a_bad_path_in_one_line(dogs):
+    """The store's own net, for filters built without the parser."""
+    from qdrant_client import models
+
+    from pixseek.errors import InputError
+    from pixseek.store.edge import EdgeStore
+
+    bad = models.Filter(
+        must=[models.FieldCondition(key="meta[x]", match=models.MatchValue(value=0))]
+    )
+    if not isinstance(dogs, EdgeStore):
+        pytest.skip("the translation to Qdrant Edge filters is the embedded store's")
+    with pytest.raises(InputError, match="invalid JSON path"):
+        list(dogs.scroll("dogs", filter=bad))

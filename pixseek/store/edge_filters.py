@@ -7,7 +7,7 @@ from typing import Any
 import qdrant_edge as qe
 from qdrant_client import models
 
-from pixseek.errors import UserError
+from pixseek.errors import InputError, UserError, first_line
 
 
 def to_edge_filter(flt: models.Filter | None) -> qe.Filter | None:
@@ -35,6 +35,15 @@ def _conditions(value: Any) -> list[Any] | None:
 
 
 def _condition(cond: Any) -> Any:
+    try:
+        return _edge_condition(cond)
+    except ValueError as exc:  # Qdrant Edge's own checks, e.g. of a field's JSON path
+        raise InputError(
+            f"filter: {first_line(exc)}; field paths look like meta.KEY, meta.KEY[] or meta.KEY[0]"
+        ) from None
+
+
+def _edge_condition(cond: Any) -> Any:
     if isinstance(cond, models.Filter):
         return to_edge_filter(cond)
     if isinstance(cond, models.FieldCondition):
