@@ -192,6 +192,59 @@ def test_interrupted_index_build_is_resumed_by_the_next_ingest(cli, pixseek_env,
     assert "index_build" not in json.loads(meta_path.read_text())
 
 
+def test_kill_9_during_an_index_build_loses_nothing_and_the_build_runs_again(pixseek_env):
+    """A real `pixseek collections optimize` killed with SIGKILL while it writes the HNSW
+    segment: the next open removes the builder's temporary segment, every point is there and
+    the collection says its build is unfinished; the next build completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = _store_dir(pixseek_env)
+    store = EdgeStore(root)
+    store.create_collection("big", {"clip": 128}, {"roots": ["/photos"]})
+    rng = np.random.default_rng(7)
+    points = 30_000  # 15 MB of vectors: above the size Qdrant indexes at; a ~5 s build here
+    for start in range(0, points, 3000):
+        vectors = rng.normal(size=(3000, 128)).astype(np.float32)
+        store.upsert(
+            "big",
+            [
+                PointRecord(str(uuid.UUID(int=start + i + 1)), {"clip": vectors[i]}, {})
+                for i in range(3000)
+            ],
+        )
+    close_shards(root)
+    temp = root / "big" / "shard" / "temp_segments"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "pixseek", "collections", "optimize", "big"],
+        env={**os.environ, **pixseek_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not (temp.is_dir() and any(temp.iterdir())):  # the builder's segment is being written
+        assert build.poll() is None and time.monotonic() < deadline, "the build ended first"
+        time.sleep(0.02)
+    time.sleep(0.1)
+    build.send_signal(signal.SIGKILL)
+    assert build.wait(30) == -signal.SIGKILL
+    assert any(temp.iterdir())  # what the killed builder left behind
+    assert json.loads((root / "big" / "pixseek.json").read_text())["index_build"] == "running"
+
+    info = EdgeStore(root).get_collection("big")  # a new process would do the same
+    assert info.points == points and info.index_pending
+    assert not temp.exists() or not any(temp.iterdir())
+    close_shards(root)
+    done = run_pixseek(["collections", "optimize", "big"], pixseek_env)
+    assert done.returncode == 0, done.stderr
+    assert f"{points} vectors indexed" in done.stdout
+    meta = json.loads((root / "big" / "pixseek.json").read_text())
+    assert "index_build" not in meta
+
+
 def test_snapshot_and_restore(cli, two, tmp_path):
     code, out, err = cli("collections", "snapshot", "good", tmp_path)
     assert code == 0, err
