@@ -48,7 +48,7 @@ from bench._exactly_once import (
     summary_counts,
     truth,
 )
-from bench.distributed_ingest import IMAGENETTE, claim_db
+from bench.distributed_ingest import IMAGENETTE, claim_db, start_worker
 
 VAL = IMAGENETTE / "val"
 START_RE = re.compile(r"ingest shard (\S+): (\d+) files, delivery 1\b")
@@ -63,20 +63,11 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.mark = 0
 
-    def start(self, timeout: float = 180) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pixseek", "worker", "--loglevel", "info"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.output():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{self.output()[-3000:]}")
-            time.sleep(0.2)
+    def start(self) -> None:
+        try:
+            self.proc = start_worker(self.env, self.log)
+        except SystemExit as exc:  # start_worker's one-line exit: here, keep the logs and report
+            raise RuntimeError(str(exc)) from None
 
     def output(self, since: int = 0) -> str:
         with self.log.open("rb") as handle:
