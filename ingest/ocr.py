@@ -267,9 +267,8 @@ def _best_of_overlaps(
             overlap = w > 0 and h > 0 and w * h > 0.5 * min(area, (a1 - a0) * (b1 - b0))
             other = entry[1].lower()
             if overlap and all(word in other for word in words):
-                if "".join(words) == "".join(_WORD.findall(other)) and len(words) > len(
-                    _WORD.findall(other)
-                ):
+                other_words = _WORD.findall(other)
+                if "".join(words) == "".join(other_words) and len(words) > len(other_words):
                     entry[1] = text  # "harbour gate" read at one scale, "harbourgate" at the other
                 break
         else:
