@@ -230,7 +230,7 @@ def _parse_expression(expression: str, option: str) -> models.Filter:
 
 LABELS = "labels"
 # Custom sidecar columns live under meta (`meta.image_id`, `meta.tags[]`): any key is allowed there
-# (a path the store cannot read, such as `meta[wnid]`, is refused by the store in one line).
+# (a key that is not a Qdrant JSON path, such as `meta[wnid]`, is refused by check_paths).
 _CUSTOM_PREFIXES = ("meta.", "meta[")
 
 
