@@ -56,6 +56,10 @@ def test_options_recorded_applied_and_searched(store, tmp_path: Path, options: S
             for p in (store.root / "q" / "shard" / "segments").glob("*/segment.json")
         ]
         assert any(s["quantization_config"] for s in segments)  # the index has the codes
+        # On disk means the payloads and payload indexes too: RAM keeps codes and graph.
+        assert config["payload_memory"] == "cold"
+        schema = store._shard("q").info().payload_schema
+        assert schema and all(str(i.params.memory) == "Memory.Cold" for i in schema.values())
         if options.hnsw_m:
             assert clip["hnsw_config"]["m"] == 24
     else:
@@ -67,6 +71,12 @@ def test_options_recorded_applied_and_searched(store, tmp_path: Path, options: S
     for i in (0, 777, 2999):
         (top,) = store.search("q", SearchRequest(Nearest(vectors[i]), limit=1))
         assert top.id == records[i].id and top.score == pytest.approx(1.0, abs=1e-4)
+    # Filters read the on-disk payload indexes.
+    from pixseek.search.filters import compile_filters
+
+    label_1 = compile_filters(["label=l1"])
+    hits = store.search("q", SearchRequest(Nearest(vectors[778]), limit=5, filter=label_1))
+    assert hits[0].id == records[778].id and all(h.payload["labels"] == ["l1"] for h in hits)
 
 
 def test_default_is_exact_and_old_collections_read_as_default(store):
@@ -81,6 +91,15 @@ def test_bad_options_are_one_line_input_errors(store):
     with pytest.raises(InputError, match="hnsw_m must be between 4 and 4096"):
         store.create_collection("x", {"clip": 8}, {}, StorageOptions(hnsw_m=1))
     assert store.get_collection("x") is None
+
+
+def test_on_disk_payload_indexes_for_a_qdrant_server():
+    # qdrant-client's local mode has no payload indexes: what a server is sent, checked here.
+    from pixseek.store import server
+
+    for kind in ("keyword", "integer", "float", "datetime", "text"):
+        assert server.index_schema(kind, StorageOptions("int8", on_disk=True)).on_disk is True
+        assert server.index_schema(kind, StorageOptions()) == server._INDEX_TYPES[kind]
 
 
 def test_describe():

@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     help="New collection: keep int8 or binary codes of the vectors for the index and rescore "
     "with the originals (large collections). Default: none (exact float32).",
 )
-@click.option("--on-disk", is_flag=True, default=None, help="New collection: vectors on disk.")
+@click.option(
+    "--on-disk",
+    is_flag=True,
+    default=None,
+    help="New collection: vectors, payloads and their indexes on disk.",
+)
 @click.option("--hnsw-m", type=click.IntRange(4, 4096), help="New collection: HNSW edges/node.")
 @click.option(
     "--hnsw-ef-construct", type=click.IntRange(4, 4096), help="New collection: HNSW build breadth."

@@ -71,6 +71,21 @@ _INDEX_TYPES = {
     "datetime": qe.PayloadSchemaType.Datetime,
     "text": qe.PayloadSchemaType.Text,
 }
+_COLD_INDEX_PARAMS = {
+    "keyword": lambda: qe.KeywordIndexParams(memory=qe.Memory.Cold),
+    "integer": lambda: qe.IntegerIndexParams(lookup=True, range=True, memory=qe.Memory.Cold),
+    "float": lambda: qe.FloatIndexParams(memory=qe.Memory.Cold),
+    "datetime": lambda: qe.DatetimeIndexParams(memory=qe.Memory.Cold),
+    "text": lambda: qe.TextIndexParams(memory=qe.Memory.Cold),
+}
+
+
+def index_schema(kind: str, storage: StorageOptions) -> Any:
+    """The payload index for a field of `kind`: memory-mapped and read on demand ("cold") in an
+    on-disk collection, as its payloads and original vectors are, so that what stays in RAM is
+    the quantized codes and the HNSW graph (bench/results/scale.md has the RSS it saves)."""
+    return _COLD_INDEX_PARAMS[kind]() if storage.on_disk else _INDEX_TYPES[kind]
+
 
 _open_shards: dict[Path, qe.EdgeShard] = {}
 _open_lock = threading.RLock()
@@ -224,11 +239,14 @@ class EdgeStore:
         config = qe.EdgeConfig(
             vectors={vec: _vector_params(size, storage) for vec, size in vectors.items()},
             sparse_vectors={TEXT_VECTOR: _sparse_params()},
+            payload_memory=qe.Memory.Cold if storage.on_disk else None,
         )
         directory.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(directory / "shard"), config)
         for field_name, kind in PAYLOAD_INDEXES.items():
-            shard.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+            shard.update(
+                qe.UpdateOperation.create_field_index(field_name, index_schema(kind, storage))
+            )
         shard.flush()
         # The first load of a shard writes out its files in full (~160 MB for a new one, none
         # on later loads): done now, while free space was checked, not by the next process to
@@ -397,7 +415,7 @@ class EdgeStore:
     def browse(self, name: str, request: Browse) -> list[StoredPoint]:
         shard = self._shard(name)
         if request.order_by not in shard.info().payload_schema:  # made before its range index
-            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            kind = index_schema(PAYLOAD_INDEXES[request.order_by], self._storage(name))
             shard.update(qe.UpdateOperation.create_field_index(request.order_by, kind))
         direction = qe.Direction.Desc if request.newest_first else qe.Direction.Asc
         query = qe.QueryRequest(
@@ -560,9 +578,8 @@ class EdgeStore:
         if add_missing_indexes:  # e.g. the keyword fields, for collections made before them
             for field_name, kind in PAYLOAD_INDEXES.items():
                 if field_name not in schema:
-                    new.update(
-                        qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind])
-                    )
+                    schema_for = index_schema(kind, StorageOptions.from_dict(meta.get("storage")))
+                    new.update(qe.UpdateOperation.create_field_index(field_name, schema_for))
         offset = None
         while True:
             records, offset = old.scroll(

@@ -120,7 +120,8 @@ def _edge_config(shard_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def repair(store: Any, name: str) -> RepairReport:
-    from pixseek.store.edge import _INDEX_TYPES, META_FILE, PAYLOAD_INDEXES, close_shards
+    from pixseek.store.edge import META_FILE, PAYLOAD_INDEXES, close_shards, index_schema
+    from pixseek.store.options import StorageOptions
 
     directory = store._dir(name)
     shard_dir = directory / "shard"
@@ -153,8 +154,9 @@ def repair(store: Any, name: str) -> RepairReport:
     building.mkdir(parents=True)
     (building / "edge_config.json").write_text(json.dumps(config))
     new = qe.EdgeShard.load(str(building))
+    storage = StorageOptions.from_dict(meta.get("storage"))
     for field_name, kind in PAYLOAD_INDEXES.items():
-        new.update(qe.UpdateOperation.create_field_index(field_name, _INDEX_TYPES[kind]))
+        new.update(qe.UpdateOperation.create_field_index(field_name, index_schema(kind, storage)))
     for start in range(0, len(points), _PAGE):
         batch = [
             qe.Point(id=r.id, vector=r.vector, payload=r.payload or {})

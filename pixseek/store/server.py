@@ -52,6 +52,20 @@ _INDEX_TYPES = {
     "datetime": models.PayloadSchemaType.DATETIME,
     "text": models.PayloadSchemaType.TEXT,
 }
+_ON_DISK_INDEX_PARAMS = {
+    "keyword": lambda: models.KeywordIndexParams(type="keyword", on_disk=True),
+    "integer": lambda: models.IntegerIndexParams(
+        type="integer", lookup=True, range=True, on_disk=True
+    ),
+    "float": lambda: models.FloatIndexParams(type="float", on_disk=True),
+    "datetime": lambda: models.DatetimeIndexParams(type="datetime", on_disk=True),
+    "text": lambda: models.TextIndexParams(type="text", on_disk=True),
+}
+
+
+def index_schema(kind: str, storage: StorageOptions) -> Any:
+    """As the embedded store's: an on-disk collection keeps its payload indexes on disk too."""
+    return _ON_DISK_INDEX_PARAMS[kind]() if storage.on_disk else _INDEX_TYPES[kind]
 
 
 class ServerStore:
@@ -129,12 +143,14 @@ class ServerStore:
                 vec: server_query.vector_params(size, storage) for vec, size in vectors.items()
             },
             sparse_vectors_config={TEXT_VECTOR: server_query.SPARSE},
+            on_disk_payload=storage.on_disk or None,
             metadata={**metadata, STORAGE_KEY: storage.as_dict()},
         )
         self._storage_cache[name] = storage
         if not self.url.startswith(LOCAL_PREFIX):  # local mode has no payload indexes
             for field_name, kind in PAYLOAD_INDEXES.items():
-                self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
+                schema = index_schema(kind, storage)
+                self._call(self.client.create_payload_index, name, field_name, schema)
         return CollectionInfo(
             name=name,
             points=0,
@@ -300,7 +316,7 @@ class ServerStore:
         self._require(name)
         schema = self._call(self.client.get_collection, name).payload_schema or {}
         if request.order_by not in schema:  # collections made before its range index
-            kind = _INDEX_TYPES[PAYLOAD_INDEXES[request.order_by]]
+            kind = index_schema(PAYLOAD_INDEXES[request.order_by], self._storage(name))
             self._call(self.client.create_payload_index, name, request.order_by, kind)
         direction = models.Direction.DESC if request.newest_first else models.Direction.ASC
         kwargs: dict[str, Any] = {
@@ -409,6 +425,8 @@ class ServerStore:
         )
         self._call(self.client.create_vector_name, name, vector, config, wait=True)
         if not self.url.startswith(LOCAL_PREFIX):  # the keyword fields' payload indexes
+            storage = self._storage(name)
             for field_name, kind in PAYLOAD_INDEXES.items():
-                self._call(self.client.create_payload_index, name, field_name, _INDEX_TYPES[kind])
+                schema = index_schema(kind, storage)
+                self._call(self.client.create_payload_index, name, field_name, schema)
         return True
