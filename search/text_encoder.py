@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from pixseek.config import Settings
+    from pixseek.models.text_tower import OnnxTextTower
 
 
 class Embedder(Protocol):
@@ -110,6 +111,11 @@ class QueryEncoder:
         self._lock = threading.Lock()
         self._text_lock = threading.Lock()
         self._stats = CacheStats()
+        self._before_encoding: Callable[[], None] | None = None
+
+    def wait_before_encoding(self, wait: Callable[[], None]) -> None:
+        """Call `wait` once before the next text is encoded (search.text_prefill's child)."""
+        self._before_encoding = wait
 
     @property
     def model(self) -> Embedder:
@@ -186,6 +192,10 @@ class QueryEncoder:
         return key is not None and self.disk_cache is not None and self.disk_cache.has(key)
 
     def _encode_uncached(self, text: str, ensemble: bool) -> np.ndarray:
+        with self._lock:
+            wait, self._before_encoding = self._before_encoding, None
+        if wait is not None:
+            wait()
         model = self.text_model
         prompts = self.prompts(text, ensemble)
         key = self._disk_key(text, ensemble)
@@ -286,6 +296,14 @@ def warm_text_model(
     """
     encoder = query_encoder(settings)
     encoder.export_now = True  # a short-lived process: the next command needs the export
+    if one_query and texts and encoder._text is None:
+        tower = _exported_tower(settings)
+        if tower is not None:
+            from pixseek.search.text_prefill import prefill_in_child
+
+            encoder.use_text_model(tower)
+            if prefill_in_child(encoder, tower, texts, ensemble):
+                return
 
     def load() -> None:
         from pixseek.models.text_tower import OnnxTextTower
@@ -299,6 +317,23 @@ def warm_text_model(
 
     if encoder._text is None:
         threading.Thread(target=load, name="pixseek-text-warm-up").start()
+
+
+def _exported_tower(settings: Settings) -> OnnxTextTower | None:
+    """The text tower's verified export when there is one and text runs on it; no export here."""
+    if settings.text_backend.strip().lower() == "torch":
+        return None
+    from pixseek.models.text_tower import load_text_tower
+
+    with contextlib.suppress(Exception):  # the encoder reports it where the text is encoded
+        return load_text_tower(
+            settings.clip_model,
+            settings.clip_pretrained,
+            settings.cache_dir,
+            settings.text_precision,
+            settings.threads,
+        )
+    return None
 
 
 export_log = logging.getLogger("pixseek.text_export")

@@ -202,6 +202,41 @@ def test_disk_cache_survives_the_process_and_is_keyed(tmp_path):
     assert cache_key("t", ("a {}",), "dog") != cache_key("t", ("a {}",), "dog ")
 
 
+class PreparingText(CountingText):
+    """A text tower as search.text_prefill drives it: prepared in the child, then used."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def prepare(self, prepack: bool = True) -> None:
+        if self.fail:
+            raise RuntimeError("graph unreadable")
+
+
+@pytest.mark.parametrize("child_fails", [False, True], ids=["child-encodes", "child-fails"])
+def test_forked_prefill_hands_vectors_over_or_leaves_the_encoding_to_the_parent(
+    tmp_path, child_fails
+):
+    from pixseek.search.text_prefill import prefill_in_child
+
+    path = tmp_path / "q.sqlite3"
+    text = PreparingText(fail=child_fails)
+    encoder = QueryEncoder(
+        _no_torch_model, ("a {}",), load_text=lambda: text, disk_cache=QueryCache(path)
+    )
+    assert prefill_in_child(encoder, text, ["dog", "cat", "dog"], ensemble=True)
+    vectors = [encoder.encode_text(word) for word in ("dog", "cat")]
+    # The child's forward passes happened in the child; the parent made none unless it failed.
+    assert text.calls == ([["a dog"], ["a cat"]] if child_fails else [])
+    expected = QueryEncoder(_no_torch_model, ("a {}",), load_text=CountingText)
+    for word, vector in zip(("dog", "cat"), vectors, strict=True):
+        assert np.allclose(vector, expected.encode_text(word))
+    # Everything asked is cached now: no second child.
+    assert prefill_in_child(encoder, text, ["dog"], ensemble=True)
+    assert encoder._before_encoding is None
+
+
 def test_disk_cache_is_bounded_and_never_fails_a_query(tmp_path):
     cache = QueryCache(tmp_path / "q.sqlite3", max_entries=5)
     for i in range(300):
@@ -325,8 +360,16 @@ def test_text_search_imports_neither_torch_nor_open_clip(cli, pixseek_env, tmp_p
     assert heavy == [] and not session
     assert [r["id"] for r in again] == [r["id"] for r in first]
     assert np.allclose([r["score"] for r in again], [r["score"] for r in first], atol=1e-4)
+    # A new query is encoded by a child forked while this process opens the store
+    # (search.text_prefill): the parent itself never opens the graph...
     plain, heavy, session = _search(env, "two dogs asleep", "-c", "photos", "--json")
-    assert heavy == [] and session and len(plain) == 10
+    assert heavy == [] and not session and len(plain) == 10
+    # ... and without a disk cache to hand the vector over, it encodes in process, alike.
+    no_cache = {**env, "PIXSEEK_QUERY_CACHE_ENTRIES": "0"}
+    alone, heavy, session = _search(no_cache, "two dogs asleep", "-c", "photos", "--json")
+    assert heavy == [] and session
+    assert [r["id"] for r in alone] == [r["id"] for r in plain]
+    assert np.allclose([r["score"] for r in alone], [r["score"] for r in plain], atol=1e-5)
     other, heavy, _ = _search(env, "two cats asleep", "-c", "photos", "--json", "-w", "width>=10")
     assert heavy == ["qdrant_client"] and len(other) == 10
     monkeypatch.setenv("PIXSEEK_TEXT_BACKEND", "torch")
