@@ -7,9 +7,12 @@ each word query has exactly one relevant image). Per text item: a font from Debi
 packages (DejaVu, Liberation, FreeFont, Noto), a cap height of 12-80 px, a rotation of up to
 15 degrees, high or low contrast to the local background, and in a quarter of the items a patch
 hiding about a third of the last word. Each item records `visible`, the share of its stroke
-pixels at least 20 grey levels from the photo under them: the ink is chosen against the mean of
-the text's box, so on a busy photo parts of a word can vanish (a low-contrast grey, or yellow on
-yellow flowers). Writes `images/*.jpg` and `truth.json`.
+pixels at least 20 grey levels from the photo under them. `--ink legible` (the default) chooses
+the ink against the pixels under the strokes and moves a word whose strokes would not stand out
+(>= 90% visible) to another place, so low contrast means about 45 grey levels, never invisible.
+`--ink box-mean` rebuilds the first sets: one ink against the mean of the text's box, so on a
+busy photo parts of a word vanished (a low-contrast grey, or yellow on yellow flowers).
+Writes `images/*.jpg` and `truth.json`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ FONT_FILES = (
     "NotoSerif-Bold.ttf",
 )
 VISIBLE_LEVELS = 20  # grey levels between a stroke pixel and the photo under it
+LEGIBLE = 0.9  # `legible` sets: this share of a word's stroke pixels stands out at least that much
+INK_MODES = ("legible", "box-mean")
 SIZES = (12, 16, 20, 28, 40, 56, 80)
 # Distinct words (3-10 letters), none a COCO category name, so keyword and dense queries differ.
 WORDS = """
@@ -82,13 +87,23 @@ def fonts() -> list[Path]:
     return found
 
 
-def _ink(background: Image.Image, low_contrast: bool, rng: random.Random) -> tuple[int, ...]:
-    mean = ImageStat.Stat(background.convert("L")).mean[0]
-    if low_contrast:  # about 45 grey levels from the local background
-        level = mean + 45 if mean < 128 else mean - 45
-        return (int(level),) * 3 + (255,)
-    colours = [(255, 255, 255), (255, 230, 40)] if mean < 128 else [(10, 10, 10), (180, 20, 20)]
-    return (*rng.choice(colours), 255)
+def _inks(
+    background: Image.Image, mask: Image.Image, low_contrast: bool, rng: random.Random, ink: str
+) -> list[tuple[int, ...]]:
+    """Ink colours to try, best guess first. `box-mean` (the first sets): one colour against the
+    mean of the text's box. `legible`: against the median of the pixels under the strokes, and
+    the other colour of the pair as a second choice."""
+    grey = background.convert("L")
+    reference = ImageStat.Stat(grey).mean[0]
+    if ink == "legible":
+        under = np.asarray(grey)[np.asarray(mask) > 127]
+        reference = float(np.median(under)) if under.size else reference
+    if low_contrast:  # about 45 grey levels from the background
+        level = reference + 45 if reference < 128 else reference - 45
+        return [(int(level),) * 3 + (255,)]
+    pair = [(255, 255, 255), (255, 230, 40)] if reference < 128 else [(10, 10, 10), (180, 20, 20)]
+    first = rng.choice(pair)
+    return [(*first, 255)] + ([(*c, 255) for c in pair if c != first] if ink == "legible" else [])
 
 
 def _visible(background: Image.Image, mask: Image.Image, ink: tuple[int, ...]) -> float:
@@ -115,7 +130,12 @@ def _render(text: str, font_path: Path, size: int) -> tuple[Image.Image, ImageFo
 
 
 def place_text(
-    photo: Image.Image, text: str, rng: random.Random, taken: list[tuple], font_list: list[Path]
+    photo: Image.Image,
+    text: str,
+    rng: random.Random,
+    taken: list[tuple],
+    font_list: list[Path],
+    ink_mode: str = "legible",
 ) -> dict | None:
     font_path = rng.choice(font_list)
     size = rng.choice(SIZES)
@@ -134,12 +154,20 @@ def place_text(
         x = rng.randint(2, photo.width - mask.width - 2)
         y = rng.randint(2, photo.height - mask.height - 2)
         box = (x, y, x + mask.width, y + mask.height)
-        if all(box[2] < t[0] or box[0] > t[2] or box[3] < t[1] or box[1] > t[3] for t in taken):
-            break
+        if any(
+            not (box[2] < t[0] or box[0] > t[2] or box[3] < t[1] or box[1] > t[3]) for t in taken
+        ):
+            continue
+        background = photo.crop(box)
+        tried = [
+            (_visible(background, mask, c), c)
+            for c in _inks(background, mask, low_contrast, rng, ink_mode)
+        ]
+        visible, ink = next(((v, c) for v, c in tried if v >= LEGIBLE), tried[0])
+        if ink_mode != "legible" or visible >= LEGIBLE:
+            break  # `legible`: a word that would vanish into this part of the photo goes elsewhere
     else:
         return None
-    ink = _ink(photo.crop(box), low_contrast, rng)
-    visible = _visible(photo.crop(box), mask, ink)
     photo.paste(Image.new("RGBA", mask.size, ink), (x, y), mask)
     taken.append(box)
     return {
@@ -155,7 +183,7 @@ def place_text(
     }
 
 
-def build(out: Path, n_images: int, seed: int) -> dict:
+def build(out: Path, n_images: int, seed: int, ink: str = "legible") -> dict:
     rng = random.Random(seed)
     font_list = fonts()
     photos = sorted((COCO / "val2017").glob("*.jpg")) + sorted((COCO / "train2017").glob("*.jpg"))
@@ -173,7 +201,7 @@ def build(out: Path, n_images: int, seed: int) -> dict:
         for text in (f"{words.pop()} {words.pop()}", words.pop()):
             item = None
             for _ in range(5):  # a smaller size if it does not fit
-                item = place_text(photo, text, rng, taken, font_list)
+                item = place_text(photo, text, rng, taken, font_list, ink)
                 if item is not None:
                     break
             if item is not None:
@@ -183,7 +211,7 @@ def build(out: Path, n_images: int, seed: int) -> dict:
         records.append(
             {"filename": name, "photo": str(photo_path.relative_to(COCO)), "items": items}
         )
-    truth = {"seed": seed, "fonts": [f.name for f in font_list], "images": records}
+    truth = {"seed": seed, "ink": ink, "fonts": [f.name for f in font_list], "images": records}
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
 
@@ -193,8 +221,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/pixseek-ocr-set"))
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ink", choices=INK_MODES, default="legible")
     args = parser.parse_args()
-    truth = build(args.out, args.images, args.seed)
+    truth = build(args.out, args.images, args.seed, args.ink)
     items = sum(len(r["items"]) for r in truth["images"])
     print(f"{len(truth['images'])} images, {items} text items in {args.out}")
 
