@@ -82,7 +82,7 @@ def main() -> None:
         print("round", round_, {k: v[-1] for k, v in rates.items()}, flush=True)
     mean = {k: statistics.mean(v) for k, v in rates.items()}
     result = {
-        "images": len(list(args.images.glob("*.jpg"))),
+        "images": sum(1 for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")),
         "base_commit": _commit(args.base),
         "this_commit": _commit(REPO) + " + working tree",
         "rounds": rates,
