@@ -297,7 +297,9 @@ def warm_text_model(
     encoder = query_encoder(settings)
     encoder.export_now = True  # a short-lived process: the next command needs the export
     if one_query and texts and encoder._text is None:
-        tower = _exported_tower(settings)
+        tower = None
+        with contextlib.suppress(Exception):  # reported where the text is encoded
+            tower = _exported_tower(settings)
         if tower is not None:
             from pixseek.search.text_prefill import prefill_in_child
 
@@ -325,15 +327,8 @@ def _exported_tower(settings: Settings) -> OnnxTextTower | None:
         return None
     from pixseek.models.text_tower import load_text_tower
 
-    with contextlib.suppress(Exception):  # the encoder reports it where the text is encoded
-        return load_text_tower(
-            settings.clip_model,
-            settings.clip_pretrained,
-            settings.cache_dir,
-            settings.text_precision,
-            settings.threads,
-        )
-    return None
+    args = (settings.clip_model, settings.clip_pretrained, settings.cache_dir)
+    return load_text_tower(*args, settings.text_precision, settings.threads)
 
 
 export_log = logging.getLogger("pixseek.text_export")
@@ -396,12 +391,10 @@ def _text_model(
     the encoder switches over when it is ready; the CLI (`export_now`) exports before answering,
     so the next command starts without torch.
     """
-    from pixseek.models.text_tower import load_text_tower
-
-    args = (settings.clip_model, settings.clip_pretrained, settings.cache_dir)
-    tower = load_text_tower(*args, settings.text_precision, settings.threads)
+    tower = _exported_tower(settings)
     if tower is not None:
         return tower
+    args = (settings.clip_model, settings.clip_pretrained, settings.cache_dir)
     from pixseek.models.families import detect
     from pixseek.models.text_export import export_text_tower, try_export
 

@@ -576,10 +576,11 @@ class EdgeStore:
                 qe.UpdateOperation.create_field_index(field_name, index.params or index.data_type)
             )
         if add_missing_indexes:  # e.g. the keyword fields, for collections made before them
+            storage = StorageOptions.from_dict(meta.get("storage"))
             for field_name, kind in PAYLOAD_INDEXES.items():
                 if field_name not in schema:
-                    schema_for = index_schema(kind, StorageOptions.from_dict(meta.get("storage")))
-                    new.update(qe.UpdateOperation.create_field_index(field_name, schema_for))
+                    kind_schema = index_schema(kind, storage)
+                    new.update(qe.UpdateOperation.create_field_index(field_name, kind_schema))
         offset = None
         while True:
             records, offset = old.scroll(
